@@ -1,0 +1,134 @@
+"""Command line: ``python -m recommender {ingest,build,search} ...``.
+
+Errors that are the user's (bad input, missing files, unknown model) end with one clear line on stderr and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from recommender.errors import RecommenderError
+from space_config import SETTINGS
+
+EXIT_USAGE = 2
+
+
+def _command_ingest(args: argparse.Namespace) -> int:
+    from recommender.ingest import ingest_sources
+
+    for source in args.sources:
+        if not Path(source).exists():
+            raise RecommenderError(f"source not found: {source}")
+    catalog = ingest_sources(args.sources)
+    catalog.save(args.out)
+    report = catalog.report or {}
+    print(f"ingested {len(catalog.songs)} songs, {len(catalog.lines)} lines, {len(catalog.pairs)} annotation pairs "
+          f"into {args.out} (details: {Path(args.out) / 'ingest_report.json'})")
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    return 0
+
+
+def _command_build(args: argparse.Namespace) -> int:
+    from recommender.catalog import Catalog
+    from recommender.embeddings import build_embeddings
+    from recommender.encoders import load_encoder
+
+    catalog = Catalog.load(args.catalog)
+    encoder = load_encoder(args.model)
+    if encoder.notice:
+        print(f"notice: {encoder.notice}", file=sys.stderr)
+    _, report = build_embeddings(catalog, encoder, args.out, batch_size=args.batch_size,
+                                 show_progress_bar=not args.quiet)
+    print(f"built {report['distinct_texts_encoded']} embeddings ({encoder.dimension}-d, {encoder.describe()}) for "
+          f"{report['catalog_lines']} catalog lines in {report['seconds']:.1f} s "
+          f"({report['lines_per_second']} lines/s) → {args.out}")
+    return 0
+
+
+def _command_search(args: argparse.Namespace) -> int:
+    from recommender.ranking import check_valence_range
+    from recommender.service import Recommender, check_query, check_top_n
+
+    # Validate cheap things before loading a model.
+    check_query(args.query)
+    check_top_n(args.top)
+    valence_min, valence_max = check_valence_range(*args.valence)
+    if args.catalog and not Path(args.catalog).is_dir():
+        raise RecommenderError(f"catalog directory not found: {args.catalog}")
+    recommender = Recommender.open(catalog_dir=args.catalog, embeddings_dir=args.embeddings, model=args.model)
+    if recommender.encoder.notice:
+        print(f"notice: {recommender.encoder.notice}", file=sys.stderr)
+    result = recommender.search_text(args.query, valence_min=valence_min, valence_max=valence_max, top_n=args.top)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    print(f"{result['query']!r} · model {recommender.encoder.describe()}")
+    if not result["results"]:
+        print("no songs match in this valence range")
+    for song in result["results"]:
+        valence = "  –  " if song["valence"] is None else f"{song['valence']:.2f}"
+        print(f"{song['rank']:>3}. {song['score']:6.3f}  valence {valence}  {song['title']} — {song['artist']}")
+        for line in song["lines"][:3]:
+            print(f"         {line['score']:.3f}  {line['text']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m recommender",
+                                     description="Find songs by what their lyrics mean.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser("ingest", help="read Spot-A-Mood CSV or native CSV/JSONL into a catalog directory")
+    ingest.add_argument("sources", nargs="+", metavar="SRC", help="files or directories to read")
+    ingest.add_argument("--out", required=True, help="catalog directory to write (replaced atomically)")
+    ingest.add_argument("--json", action="store_true", help="also print the ingest report")
+    ingest.set_defaults(handler=_command_ingest)
+
+    build = commands.add_parser("build", help="embed every distinct line of a catalog with a model")
+    build.add_argument("--catalog", required=True, help="catalog directory")
+    build.add_argument("--model", default=SETTINGS.baseline_model, help="configured name, Hub id or model directory")
+    build.add_argument("--out", required=True, help="embedding set directory to write (replaced atomically)")
+    build.add_argument("--batch-size", type=int, default=SETTINGS.encode_batch_size)
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(handler=_command_build)
+
+    search = commands.add_parser("search", help="songs whose lyric lines match a sentence")
+    search.add_argument("query", help='e.g. "driving alone at night after a breakup"')
+    search.add_argument("--catalog", help="catalog directory (default: the embedded default catalog)")
+    search.add_argument("--embeddings", help="embedding set directory (default: built and cached on first use)")
+    search.add_argument("--model", default=SETTINGS.baseline_model, help="configured name, Hub id or model directory")
+    search.add_argument("--valence", nargs=2, type=float, default=(0.0, 1.0), metavar=("MIN", "MAX"),
+                        help="keep songs with valence in MIN..MAX (0 sad … 1 happy)")
+    search.add_argument("--top", type=int, default=SETTINGS.default_top_n, help="number of songs")
+    search.add_argument("--json", action="store_true", help="print one JSON object")
+    search.set_defaults(handler=_command_search)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        return args.handler(args)
+    except RecommenderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

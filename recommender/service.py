@@ -1,0 +1,173 @@
+"""Recommender: the one facade the CLI, the app and training use to search a catalog.
+
+It owns a catalog, the encoder that embeds queries, the embedding set made by that same encoder (checked by
+fingerprint) and the line index; it validates queries and returns results in the JSON shape of the CLI contract.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recommender.catalog import Catalog
+from recommender.embeddings import build_embeddings, load_embeddings
+from recommender.encoders import TextEncoder, load_encoder
+from recommender.errors import EmbeddingsMismatchError, QueryError
+from recommender.index import LineIndex
+from recommender.ranking import SongHit, rank_songs, songs_in_valence_range
+from space_config import SETTINGS
+
+logger = logging.getLogger(__name__)
+
+
+def model_slug(name: str) -> str:
+    """A directory-safe, collision-free name for a model's embedding set."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).name or name).strip("-")[:40] or "model"
+    return f"{readable}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def default_catalog_dir() -> Path:
+    """The embedded default catalog, ingested from ``data/`` into the cache on first use (keyed by content)."""
+    from recommender.ingest import ingest_sources
+
+    source = SETTINGS.default_catalog_source
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    target = SETTINGS.cache_dir / f"default-catalog-{digest}"
+    if not (target / "songs.parquet").is_file():
+        logger.info("ingesting the embedded default catalog into %s", target)
+        ingest_sources([source]).save(target)
+    return target
+
+
+def check_query(query: str) -> str:
+    """Normalize a text query.
+
+    Raises:
+        QueryError: Not text, empty after trimming, or longer than the configured limit.
+    """
+    if not isinstance(query, str):
+        raise QueryError("the query must be text")
+    cleaned = " ".join(query.replace("\x00", " ").split())
+    if not cleaned:
+        raise QueryError("the query is empty: type a sentence describing a mood or a scene")
+    if len(cleaned) > SETTINGS.max_query_chars:
+        raise QueryError(f"the query is too long ({len(cleaned)} characters; the limit is "
+                         f"{SETTINGS.max_query_chars})")
+    return cleaned
+
+
+def check_top_n(top_n: int | float) -> int:
+    """Validate the number of songs asked for.
+
+    Raises:
+        QueryError: Not a whole number between 1 and the configured maximum.
+    """
+    try:
+        value = float(top_n)
+    except (TypeError, ValueError) as error:
+        raise QueryError(f"top_n must be a number, got {top_n!r}") from error
+    if not math.isfinite(value) or value != int(value) or not 1 <= value <= SETTINGS.max_top_n:
+        raise QueryError(f"top_n must be a whole number from 1 to {SETTINGS.max_top_n}, got {top_n!r}")
+    return int(value)
+
+
+@dataclass
+class Recommender:
+    """Search one catalog with one model.
+
+    Attributes:
+        catalog: The songs and lines searched.
+        encoder: Embeds queries; the same model made ``index``'s vectors.
+        index: Line vectors of the catalog.
+        catalog_label: Where the catalog came from (for status lines).
+        embeddings_label: Where the embedding set came from.
+    """
+
+    catalog: Catalog
+    encoder: TextEncoder
+    index: LineIndex
+    catalog_label: str
+    embeddings_label: str
+    threshold: float = SETTINGS.default_threshold
+
+    @classmethod
+    def open(cls, *, catalog_dir: str | os.PathLike | None = None, embeddings_dir: str | os.PathLike | None = None,
+             model: str = SETTINGS.baseline_model, build_missing: bool = True) -> Recommender:
+        """Load a catalog, a model and its embedding set (built and cached on first use when allowed).
+
+        Raises:
+            CatalogError: The catalog is missing or malformed.
+            ModelUnavailableError: The model cannot be resolved here.
+            EmbeddingsMismatchError: The embedding set belongs to another model or catalog, or is corrupted.
+        """
+        catalog_path = Path(catalog_dir) if catalog_dir else default_catalog_dir()
+        catalog = Catalog.load(catalog_path)
+        encoder = load_encoder(model)
+        explicit = embeddings_dir is not None
+        embeddings_path = Path(embeddings_dir) if explicit else catalog_path / "embeddings" / model_slug(model)
+        if not (embeddings_path / "manifest.json").is_file() and not explicit and build_missing:
+            logger.info("building embeddings for %s into %s", encoder.describe(), embeddings_path)
+            build_embeddings(catalog, encoder, embeddings_path, show_progress_bar=False)
+        try:
+            embeddings = load_embeddings(embeddings_path, catalog=catalog, encoder=encoder)
+        except EmbeddingsMismatchError:
+            if explicit or not build_missing:
+                raise
+            # Our own cache is stale (catalog re-ingested or model updated): rebuild it.
+            logger.warning("cached embeddings at %s are stale; rebuilding", embeddings_path)
+            build_embeddings(catalog, encoder, embeddings_path, show_progress_bar=False)
+            embeddings = load_embeddings(embeddings_path, catalog=catalog, encoder=encoder)
+        threshold = float(embeddings.manifest.get("threshold", encoder.threshold))
+        return cls(catalog, encoder, LineIndex.build(catalog, embeddings), str(catalog_path),
+                   str(embeddings_path), threshold)
+
+    def search_text(self, query: str, *, valence_min: float = 0.0, valence_max: float = 1.0,
+                    top_n: int = SETTINGS.default_top_n) -> dict:
+        """Songs whose lyric lines mean what ``query`` says, in the CLI's JSON shape.
+
+        Raises:
+            QueryError: Empty or too long query, bad valence range or top_n.
+        """
+        cleaned = check_query(query)
+        top_n = check_top_n(top_n)
+        allowed = songs_in_valence_range(self.catalog.songs["valence"].to_numpy(), valence_min, valence_max)
+        query_vector = self.encoder.encode_queries([cleaned])[0]
+        return self.search_vector(query_vector, query=cleaned, allowed_songs=allowed, top_n=top_n)
+
+    def search_vector(self, query_vector: np.ndarray, *, query: str, allowed_songs: np.ndarray,
+                      top_n: int) -> dict:
+        """Rank songs for an already-embedded query (text or image)."""
+        rows, scores = self.index.search(query_vector, allowed_songs=allowed_songs, k=SETTINGS.top_k_lines)
+        hits = rank_songs(rows, scores, self.index.row_song, threshold=self.threshold,
+                          low_score_weight=SETTINGS.low_score_weight, top_n=top_n)
+        return {"query": query, "model": self.encoder.name, "results": [self._song_json(rank, hit)
+                                                                        for rank, hit in enumerate(hits, 1)]}
+
+    def _song_json(self, rank: int, hit: SongHit) -> dict:
+        song = self.catalog.songs.iloc[hit.song_index]
+        valence = song["valence"]
+        return {
+            "rank": rank,
+            "song_id": song["song_id"],
+            "title": song["title"],
+            "artist": song["artist"],
+            "valence": None if valence is None or math.isnan(valence) else round(float(valence), 4),
+            "score": round(hit.score, 6),
+            "lines": [{"text": self.index.texts[int(self.index.row_text[line.row])], "score": round(line.score, 6)}
+                      for line in hit.lines],
+        }
+
+    def status(self) -> str:
+        """One line saying what is loaded and from where."""
+        parts = [f"catalog {self.catalog_label} ({len(self.catalog.songs)} songs, {len(self.index)} lines)",
+                 f"model {self.encoder.describe()}", f"embeddings {self.embeddings_label}"]
+        if self.encoder.notice:
+            parts.append(self.encoder.notice)
+        return " · ".join(parts)

@@ -1,0 +1,73 @@
+"""Project settings as frozen dataclasses, so a typo is an AttributeError and not a silent default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named model the app and CLI can select.
+
+    Attributes:
+        name: Short name shown in the dropdown and accepted by ``--model``.
+        hub_id: Hugging Face Hub repo id; ``None`` for a model that only exists locally.
+        revision: Pinned revision (tag or commit hash) of ``hub_id``.
+        kind: ``"text"`` for sentence-transformers, ``"clip"`` for open_clip.
+        threshold: Cosine under which a matched line counts half (calibrated per model).
+        fallback_to_packaged: Whether the packaged MiniLM may stand in when the Hub model is unavailable.
+    """
+
+    name: str
+    hub_id: str | None
+    revision: str | None = None
+    kind: str = "text"
+    threshold: float = 0.6
+    fallback_to_packaged: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything tunable in one place."""
+
+    # Ranking (the seed rule of the original study).
+    top_k_lines: int = 100
+    low_score_weight: float = 0.5
+    default_threshold: float = 0.6
+    default_top_n: int = 10
+    max_top_n: int = 50
+    max_query_chars: int = 2000
+
+    # Models. The packaged model is the embedded default and the offline fallback.
+    baseline_model: str = "baseline"
+    finetuned_model: str = "finetuned"
+    models: tuple[ModelSpec, ...] = field(
+        default_factory=lambda: (
+            # The baseline is the model we fine-tune; offline it is served by the packaged copy of it.
+            ModelSpec(name="baseline", hub_id="sentence-transformers/all-MiniLM-L6-v2"),
+            # The original study's base model, for comparison (GPU recipe of training/finetune.py).
+            ModelSpec(name="distilroberta", hub_id="sentence-transformers/all-distilroberta-v1"),
+            ModelSpec(name="finetuned", hub_id="lyrics-meaning/minilm-lyrics-annotations",
+                      fallback_to_packaged=False),
+        )
+    )
+
+    # Embedding builds.
+    encode_batch_size: int = 64
+
+    # Catalog shipped with the repository (original text written for this project).
+    default_catalog_source: Path = REPO_ROOT / "data" / "default_songs.jsonl"
+    cache_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("LYRICS_CACHE_DIR", REPO_ROOT / ".cache"))
+    )
+
+    def model(self, name: str) -> ModelSpec | None:
+        """The configured model called ``name``, or None."""
+        return next((spec for spec in self.models if spec.name == name), None)
+
+
+SETTINGS = Settings()
