@@ -130,11 +130,13 @@ class Catalog:
         source = Path(directory)
         if not source.is_dir():
             raise CatalogError(f"catalog directory not found: {source}")
+        for name in (SONGS_FILE, LINES_FILE, PAIRS_FILE):
+            if not (source / name).is_file():
+                raise CatalogError(f"{source / name}: missing (a catalog needs {SONGS_FILE}, {LINES_FILE}, "
+                                   f"{PAIRS_FILE})")
         frames = {}
         for name in (SONGS_FILE, LINES_FILE, PAIRS_FILE):
             path = source / name
-            if not path.is_file():
-                raise CatalogError(f"{path}: missing (a catalog needs {SONGS_FILE}, {LINES_FILE}, {PAIRS_FILE})")
             try:
                 frames[name] = pq.read_table(path).to_pandas()
             except (pa.ArrowException, OSError) as error:

@@ -34,6 +34,9 @@ class LineIndex:
     texts: list[str]
     vectors: torch.Tensor
 
+    def __post_init__(self) -> None:
+        self._row_text_tensor = torch.from_numpy(np.array(self.row_text, dtype=np.int64))
+
     @classmethod
     def build(cls, catalog: Catalog, embeddings: EmbeddingSet) -> LineIndex:
         song_position = pd.Series(np.arange(len(catalog.songs)), index=catalog.songs["song_id"])
@@ -54,7 +57,7 @@ class LineIndex:
         """Cosine of the query with every row (vectors and query are unit length)."""
         query = torch.from_numpy(np.ascontiguousarray(query_vector, dtype=np.float32).reshape(-1))
         text_scores = self.vectors @ query
-        return text_scores[torch.from_numpy(self.row_text)]
+        return text_scores[self._row_text_tensor]
 
     def search(self, query_vector: np.ndarray, *, allowed_songs: np.ndarray | None = None,
                k: int = 100) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,51 @@
+"""Shared fixtures: environment for offline tests, the packaged encoder (loaded once), small catalogs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SONGSDATA_DIR = REPO_ROOT.parent / "shared" / "datasets" / "songsdata"
+
+
+def make_catalog(songs: list[dict]):
+    """A Catalog from ``[{"title", "artist", "valence", "lines": [...]}]`` (no ingestion involved)."""
+    from recommender.catalog import Catalog, make_song_id
+
+    song_rows, line_rows = [], []
+    for song in songs:
+        song_id = make_song_id(song["artist"], song["title"])
+        song_rows.append({"song_id": song_id, "title": song["title"], "artist": song["artist"],
+                          "valence": song.get("valence")})
+        for position, text in enumerate(song["lines"]):
+            line_rows.append({"line_id": len(line_rows), "song_id": song_id, "position": position, "text": text})
+    pairs = pd.DataFrame(columns=["pair_id", "song_id", "line_ids", "fragment", "annotation"])
+    return Catalog(pd.DataFrame(song_rows), pd.DataFrame(line_rows), pairs)
+
+
+@pytest.fixture(scope="session")
+def packaged_encoder():
+    """The packaged MiniLM through the real resolution path (offline → packaged fallback)."""
+    from recommender.encoders import load_encoder
+
+    return load_encoder("baseline")
+
+
+@pytest.fixture
+def small_catalog():
+    return make_catalog([
+        {"title": "Night Drive", "artist": "Test Band", "valence": 0.2,
+         "lines": ["headlights on an empty highway", "I left your keys on the table", "headlights on an empty highway"]},
+        {"title": "Rain Dance", "artist": "Test Band", "valence": 0.9,
+         "lines": ["we danced barefoot in the summer rain", "puddles shining like a disco floor"]},
+        {"title": "Unknown Mood", "artist": "Other Artist", "valence": None,
+         "lines": ["the kettle whistles in the morning", "coffee and a crossword"]},
+    ])
