@@ -54,12 +54,13 @@ def resolve_snapshot(
             return ResolvedPath(path, "hub", path.name)
         except HFValidationError:
             raise
-        except Exception as error:  # noqa: BLE001 - any network failure means "try the cache"
+        except Exception as error:
             online_error = error
             logger.warning("Hub unreachable for %s@%s (%s); trying the local cache", repo_id, revision, error)
     path = Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type,
                                   allow_patterns=allow_patterns, local_files_only=True))
-    reason = "HF_HUB_OFFLINE is set" if online_error is None else f"the Hub was unreachable ({type(online_error).__name__})"
+    reason = ("HF_HUB_OFFLINE is set" if online_error is None
+              else f"the Hub was unreachable ({type(online_error).__name__})")
     return ResolvedPath(path, "cache", path.name, notice=f"{repo_id}: loaded from the local HF cache because {reason}")
 
 

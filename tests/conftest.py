@@ -43,7 +43,8 @@ def packaged_encoder():
 def small_catalog():
     return make_catalog([
         {"title": "Night Drive", "artist": "Test Band", "valence": 0.2,
-         "lines": ["headlights on an empty highway", "I left your keys on the table", "headlights on an empty highway"]},
+         "lines": ["headlights on an empty highway", "I left your keys on the table",
+                   "headlights on an empty highway"]},
         {"title": "Rain Dance", "artist": "Test Band", "valence": 0.9,
          "lines": ["we danced barefoot in the summer rain", "puddles shining like a disco floor"]},
         {"title": "Unknown Mood", "artist": "Other Artist", "valence": None,

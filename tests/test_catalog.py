@@ -54,14 +54,16 @@ def write_tables(directory, small_catalog, **replace):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda songs, lines: (songs.drop(columns=["title"]), lines), "songs.parquet: missing required column(s) title"),
+        (lambda songs, lines: (songs.drop(columns=["title"]), lines),
+         "songs.parquet: missing required column(s) title"),
         (lambda songs, lines: (songs.assign(valence=[0.2, 1.7, None]), lines), "row 1, column 'valence'"),
         (lambda songs, lines: (songs.assign(valence=["0.2", "happy", None]), lines),
          "songs.parquet: row 1, column 'valence': expected a number, got 'happy'"),
         (lambda songs, lines: (pd.concat([songs, songs.iloc[[0]]]), lines), "row 3, column 'song_id': duplicate id"),
-        (lambda songs, lines: (songs, lines.assign(song_id=["nope"] * len(lines))), "lines.parquet: row 0, column 'song_id'"),
+        (lambda songs, lines: (songs, lines.assign(song_id=["nope"] * len(lines))),
+         "lines.parquet: row 0, column 'song_id'"),
         (lambda songs, lines: (songs, lines.assign(position=[0] * len(lines))), "column 'position'"),
-        (lambda songs, lines: (songs, lines.assign(text=[None] + lines["text"].tolist()[1:])),
+        (lambda songs, lines: (songs, lines.assign(text=[None, *lines["text"].tolist()[1:]])),
          "lines.parquet: row 0, column 'text': empty value"),
         (lambda songs, lines: (songs.assign(title=["ok", "  ", "ok"]), lines), "row 1, column 'title': empty value"),
     ],
@@ -85,10 +87,10 @@ def test_pairs_must_point_at_lines_of_their_own_song(tmp_path, small_catalog):
 def test_missing_file_and_garbage_file_are_named(tmp_path, small_catalog):
     small_catalog.save(tmp_path / "cat")
     (tmp_path / "cat" / "lines.parquet").write_bytes(b"\xff\xfe not parquet")
-    with pytest.raises(CatalogError, match="lines.parquet: not a readable parquet file"):
+    with pytest.raises(CatalogError, match=r"lines\.parquet: not a readable parquet file"):
         Catalog.load(tmp_path / "cat")
     (tmp_path / "cat" / "pairs.parquet").unlink()
-    with pytest.raises(CatalogError, match="pairs.parquet: missing"):
+    with pytest.raises(CatalogError, match=r"pairs\.parquet: missing"):
         Catalog.load(tmp_path / "cat")
     with pytest.raises(CatalogError, match="not found"):
         Catalog.load(tmp_path / "nowhere")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from recommender.embeddings import EmbeddingSet, distinct_texts
 from recommender.index import LineIndex
@@ -38,7 +37,7 @@ def test_scores_equal_brute_force_dot_products():
     rows = catalog.lines.drop_duplicates(["song_id", "text"])
     expected = np.array([by_text[text] for text in rows["text"]])
     np.testing.assert_allclose(index.row_scores(query).numpy(), expected, rtol=1e-5, atol=1e-6)
-    top_rows, top_scores = index.search(query, k=10)
+    _top_rows, top_scores = index.search(query, k=10)
     np.testing.assert_allclose(top_scores, np.sort(expected)[::-1][:10], rtol=1e-5, atol=1e-6)
 
 
