@@ -75,7 +75,7 @@ def build_embeddings(catalog: Catalog, encoder: TextEncoder, out_dir: str | os.P
     vectors = encoder.encode(texts, **kwargs) if texts else np.zeros((0, encoder.dimension), np.float32)
     seconds = time.perf_counter() - started
     report = {
-        "catalog_lines": int(len(catalog.lines)),
+        "catalog_lines": len(catalog.lines),
         "distinct_texts_encoded": len(texts),
         "seconds": round(seconds, 3),
         "lines_per_second": round(len(catalog.lines) / seconds, 1) if seconds > 0 else None,
