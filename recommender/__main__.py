@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -42,8 +41,6 @@ def _command_build(args: argparse.Namespace) -> int:
 
     catalog = Catalog.load(args.catalog)
     encoder = load_encoder(args.model)
-    if encoder.notice:
-        print(f"notice: {encoder.notice}", file=sys.stderr)
     _, report = build_embeddings(catalog, encoder, args.out, batch_size=args.batch_size,
                                  show_progress_bar=not args.quiet)
     print(f"built {report['distinct_texts_encoded']} embeddings ({encoder.dimension}-d, {encoder.describe()}) for "
@@ -63,8 +60,6 @@ def _command_search(args: argparse.Namespace) -> int:
     if args.catalog and not Path(args.catalog).is_dir():
         raise RecommenderError(f"catalog directory not found: {args.catalog}")
     recommender = Recommender.open(catalog_dir=args.catalog, embeddings_dir=args.embeddings, model=args.model)
-    if recommender.encoder.notice:
-        print(f"notice: {recommender.encoder.notice}", file=sys.stderr)
     result = recommender.search_text(args.query, valence_min=valence_min, valence_max=valence_max, top_n=args.top)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
@@ -117,9 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s" if args.verbose else "notice: %(message)s")
     if not args.verbose:
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
     try:
         return args.handler(args)
     except RecommenderError as error:

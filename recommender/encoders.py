@@ -57,7 +57,7 @@ class TextEncoder:
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return int(self.model.get_embedding_dimension())
 
     def encode(self, texts: list[str], *, batch_size: int = SETTINGS.encode_batch_size,
                show_progress_bar: bool = False) -> np.ndarray:
@@ -153,7 +153,6 @@ def load_encoder(name: str) -> TextEncoder:
         notice = (f"{hub_id} is not reachable or cached; serving the packaged copy of the same model"
                   if same_weights else
                   f"FALLBACK: {hub_id} is not reachable or cached; serving the packaged {PACKAGED_MODEL_ID} instead")
-        logger.warning(notice)
         encoder = TextEncoder(_load_sentence_transformer(packaged_model_path()), name, PACKAGED_MODEL_ID, None,
                               "packaged", notice, threshold)
     if encoder.notice:

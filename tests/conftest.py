@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Each test session gets its own cache for the default catalog and its embeddings (never the developer's).
+os.environ["LYRICS_CACHE_DIR"] = tempfile.mkdtemp(prefix="lyrics-test-cache-")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SONGSDATA_DIR = REPO_ROOT.parent / "shared" / "datasets" / "songsdata"
@@ -37,6 +40,14 @@ def packaged_encoder():
     from recommender.encoders import load_encoder
 
     return load_encoder("baseline")
+
+
+@pytest.fixture(scope="session")
+def default_recommender(packaged_encoder):
+    """The embedded default catalog with the baseline model (built into the session's cache once)."""
+    from recommender.service import Recommender
+
+    return Recommender.open(model="baseline")
 
 
 @pytest.fixture
