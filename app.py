@@ -39,7 +39,8 @@ def get_recommender(model: str) -> Recommender:
         return _recommenders[model]
 
 
-def search_text(query: str, model: str, valence_min: float, valence_max: float, top_n: float) -> dict:
+def search_text(query: str, model: str = SETTINGS.baseline_model, valence_min: float = 0.0, valence_max: float = 1.0,
+                top_n: int = SETTINGS.default_top_n) -> dict:
     """API: songs for a sentence, as ``{"query", "model", "results": [...]}`` (the CLI's --json shape)."""
     try:
         return get_recommender(model).search_text(query, valence_min=valence_min, valence_max=valence_max,
@@ -103,9 +104,7 @@ with gr.Blocks(title="Lyrics meaning search") as demo:
     outputs = [table, lines_view, status_line]
     search_button.click(on_search, inputs, outputs, api_visibility="private")
     query_box.submit(on_search, inputs, outputs, api_visibility="private")
-    api_result = gr.JSON(visible=False)
-    api_button = gr.Button(visible=False)
-    api_button.click(search_text, inputs, api_result, api_name="search_text")
+    gr.api(search_text, api_name="search_text")
 
 demo.queue(default_concurrency_limit=2, max_size=32)
 
