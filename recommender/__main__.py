@@ -53,14 +53,23 @@ def _command_search(args: argparse.Namespace) -> int:
     from recommender.ranking import check_valence_range
     from recommender.service import Recommender, check_query, check_top_n
 
+    if (args.query is None) == (args.image is None):
+        raise RecommenderError("give either a QUERY sentence or --image PATH (not both)")
     # Validate cheap things before loading a model.
-    check_query(args.query)
+    if args.query is not None:
+        check_query(args.query)
+    elif not Path(args.image).is_file():
+        raise RecommenderError(f"image not found: {args.image}")
     check_top_n(args.top)
     valence_min, valence_max = check_valence_range(*args.valence)
     if args.catalog and not Path(args.catalog).is_dir():
         raise RecommenderError(f"catalog directory not found: {args.catalog}")
     recommender = Recommender.open(catalog_dir=args.catalog, embeddings_dir=args.embeddings, model=args.model)
-    result = recommender.search_text(args.query, valence_min=valence_min, valence_max=valence_max, top_n=args.top)
+    options = {"valence_min": valence_min, "valence_max": valence_max, "top_n": args.top}
+    if args.image is not None:
+        result = recommender.search_image(args.image, **options)
+    else:
+        result = recommender.search_text(args.query, **options)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0
@@ -72,6 +81,17 @@ def _command_search(args: argparse.Namespace) -> int:
         print(f"{song['rank']:>3}. {song['score']:6.3f}  valence {valence}  {song['title']} — {song['artist']}")
         for line in song["lines"][:3]:
             print(f"         {line['score']:.3f}  {line['text']}")
+    return 0
+
+
+def _command_calibrate(args: argparse.Namespace) -> int:
+    from recommender.calibration import calibrate_embeddings
+
+    outcome = calibrate_embeddings(args.embeddings, catalog_dir=args.catalog, images_dir=args.images)
+    print(json.dumps(outcome, indent=2) if args.json else
+          f"{outcome['model_name']}: threshold {outcome['threshold']:.4f} (the baseline's 0.6 sits at percentile "
+          f"{outcome['percentile']:.3f} of its top-100 candidate scores on {outcome['queries']} sample "
+          f"{outcome['query_kind']}) → written to {Path(args.embeddings) / 'manifest.json'}")
     return 0
 
 
@@ -96,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=_command_build)
 
     search = commands.add_parser("search", help="songs whose lyric lines match a sentence")
-    search.add_argument("query", help='e.g. "driving alone at night after a breakup"')
+    search.add_argument("query", nargs="?", help='e.g. "driving alone at night after a breakup"')
+    search.add_argument("--image", help="search with a picture instead (needs a CLIP model, e.g. --model clip)")
     search.add_argument("--catalog", help="catalog directory (default: the embedded default catalog)")
     search.add_argument("--embeddings", help="embedding set directory (default: built and cached on first use)")
     search.add_argument("--model", default=SETTINGS.baseline_model, help="configured name, Hub id or model directory")
@@ -105,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top", type=int, default=SETTINGS.default_top_n, help="number of songs")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(handler=_command_search)
+
+    calibrate = commands.add_parser("calibrate", help="set an embedding set's count-half threshold by percentile")
+    calibrate.add_argument("--embeddings", required=True, help="embedding set directory to calibrate")
+    calibrate.add_argument("--catalog", help="its catalog (default: the catalog directory that holds it)")
+    calibrate.add_argument("--images", help="directory of sample pictures as queries (CLIP; default: sample text)")
+    calibrate.add_argument("--json", action="store_true")
+    calibrate.set_defaults(handler=_command_calibrate)
     return parser
 
 

@@ -22,6 +22,8 @@ target candidate is halved too; when ``p == 0`` it is the smallest score, so non
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -126,3 +128,66 @@ def calibrated_threshold(target_scores: np.ndarray, percentile: float) -> float:
     if rank >= values.size:
         return float(np.nextafter(values[-1], np.inf))
     return float(values[rank])
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+
+
+def _owning_catalog(embeddings_dir: Path) -> Path:
+    """Embedding sets built on first use live in ``<catalog>/embeddings/<model>``: find that catalog."""
+    candidate = embeddings_dir.resolve().parent.parent
+    if (candidate / "songs.parquet").is_file():
+        return candidate
+    from recommender.errors import RecommenderError
+
+    raise RecommenderError(f"cannot tell which catalog {embeddings_dir} belongs to: pass --catalog")
+
+
+def calibrate_embeddings(embeddings_dir: str | os.PathLike, *, catalog_dir: str | os.PathLike | None = None,
+                         images_dir: str | os.PathLike | None = None) -> dict:
+    """Calibrate an embedding set's threshold against the text baseline and store it in its manifest.
+
+    Queries are ``SAMPLE_QUERIES`` for both models, except that pictures from ``images_dir`` (if given) are the
+    target's queries — the honest choice for CLIP, whose image–text cosines are what image search ranks by.
+    Candidate scores come from the same line index the search uses. The text baseline itself keeps 0.6.
+
+    Returns:
+        What was done: model name, threshold, percentile, number and kind of queries.
+    """
+    from recommender.embeddings import read_manifest, write_manifest
+    from recommender.encoders import fingerprints_match
+    from recommender.service import Recommender
+    from space_config import SETTINGS
+
+    embeddings_dir = Path(embeddings_dir)
+    manifest = read_manifest(embeddings_dir)
+    catalog_dir = Path(catalog_dir) if catalog_dir else _owning_catalog(embeddings_dir)
+    target = Recommender.open(catalog_dir=catalog_dir, embeddings_dir=embeddings_dir, model=manifest["model_name"])
+    reference = Recommender.open(catalog_dir=catalog_dir, model=SETTINGS.baseline_model)
+    outcome = {"model_name": manifest["model_name"], "reference_model": reference.encoder.describe(),
+               "reference_threshold": REFERENCE_THRESHOLD}
+    if target.encoder.kind == "text" and fingerprints_match(target.encoder.fingerprint, reference.encoder.fingerprint):
+        outcome.update(threshold=REFERENCE_THRESHOLD, percentile=float("nan"), queries=0, query_kind="(baseline)")
+        return outcome
+
+    def candidate_scores(recommender: Recommender, query_vectors: np.ndarray) -> np.ndarray:
+        index = recommender.index
+        rows = index.vectors.numpy()[index.row_text]
+        return pooled_top_scores(query_vectors, rows, TOP_K)
+
+    percentile = reference_percentile(candidate_scores(
+        reference, reference.encoder.encode_queries(list(SAMPLE_QUERIES))), REFERENCE_THRESHOLD)
+    if images_dir is not None:
+        pictures = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not pictures:
+            raise ValueError(f"no pictures ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}")
+        query_vectors, query_kind = target.encoder.encode_images(pictures), "pictures"
+    else:
+        query_vectors, query_kind = target.encoder.encode_queries(list(SAMPLE_QUERIES)), "text queries"
+    threshold = calibrated_threshold(candidate_scores(target, query_vectors), percentile)
+    outcome.update(threshold=threshold, percentile=percentile, queries=len(query_vectors), query_kind=query_kind)
+    manifest["threshold"] = threshold
+    manifest["calibration"] = {"method": "percentile match with the text baseline's 0.6 (recommender.calibration)",
+                               **outcome}
+    write_manifest(embeddings_dir, manifest)
+    return outcome

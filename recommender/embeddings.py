@@ -136,6 +136,15 @@ def read_manifest(directory: str | os.PathLike) -> dict:
         raise EmbeddingsMismatchError(f"{path}: missing or unreadable embedding manifest ({error})") from error
 
 
+def write_manifest(directory: str | os.PathLike, manifest: dict) -> Path:
+    """Replace an embedding set's manifest atomically (write a temp file, then rename over the old one)."""
+    path = Path(directory) / MANIFEST_FILE
+    staging = path.with_name(f".{MANIFEST_FILE}.{os.getpid()}.tmp")
+    staging.write_text(json.dumps(manifest, indent=2))
+    os.replace(staging, path)
+    return path
+
+
 def load_embeddings(directory: str | os.PathLike, *, catalog: Catalog, encoder: TextEncoder) -> EmbeddingSet:
     """Load an embedding set and prove it belongs to ``catalog`` and ``encoder``.
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from recommender.errors import ModelUnavailableError
 from recommender.hub import LocalEntryNotFoundError, resolve_snapshot
-from space_config import SETTINGS
+from space_config import SETTINGS, ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -118,28 +118,53 @@ def _is_sentence_transformer_dir(path: Path) -> bool:
     return (path / "modules.json").is_file() or (path / "config_sentence_transformers.json").is_file()
 
 
+def _is_clip_dir(path: Path) -> bool:
+    return (path / "open_clip_config.json").is_file()
+
+
+def _load_clip(name: str, target: str, spec: ModelSpec | None):
+    """CLIP through ``recommender.clip``'s single weights path (local file/dir, or Hub id → HF cache)."""
+    from recommender.clip import load_clip_encoder
+
+    architecture = (spec.architecture if spec else None) or SETTINGS.default_clip_architecture
+    threshold = spec.threshold if spec else SETTINGS.default_threshold
+    if spec is not None:
+        return load_clip_encoder(name, architecture=architecture, pretrained=None, hub_id=spec.hub_id,
+                                 revision=spec.revision, threshold=threshold)
+    is_local = Path(target).expanduser().exists()
+    return load_clip_encoder(name, architecture=architecture, pretrained=target if is_local else None,
+                             hub_id=None if is_local else target, revision=None, threshold=threshold)
+
+
 @functools.lru_cache(maxsize=8)
 def load_encoder(name: str) -> TextEncoder:
     """Resolve a model name to a loaded encoder (cached per process: models load once).
+
+    ``clip:<dir, file or Hub id>``, a configured ``kind="clip"`` name, or a directory holding
+    ``open_clip_config.json`` give a CLIP encoder (text and image towers); everything else a text encoder.
 
     Raises:
         ModelUnavailableError: The name is not configured, not a local model directory and not in the HF cache,
             or it is configured without a fallback and cannot be had.
     """
     name = name.strip()
+    if name.startswith(SETTINGS.clip_prefix):
+        return _load_clip(name, name.removeprefix(SETTINGS.clip_prefix), None)
+    spec = SETTINGS.model(name)
+    if spec is not None and spec.kind == "clip":
+        return _load_clip(name, name, spec)
     local = Path(name).expanduser()
+    if local.is_dir() and _is_clip_dir(local):
+        return _load_clip(name, str(local), None)
     if local.is_dir():
         if not _is_sentence_transformer_dir(local):
             raise ModelUnavailableError(f"{local} is a directory but not a sentence-transformers model "
                                         "(no modules.json)")
         return TextEncoder(_load_sentence_transformer(local), name, str(local.resolve()), None, "local")
-    spec = SETTINGS.model(name)
     hub_id = spec.hub_id if spec else name
     if spec is None and "/" not in name:
         known = ", ".join(model.name for model in SETTINGS.models)
         raise ModelUnavailableError(f"unknown model {name!r}: use one of {known}, a Hub id, or a model directory")
-    if spec is not None and spec.kind != "text":
-        raise ModelUnavailableError(f"model {name!r} is a {spec.kind} model, not a text model")
     threshold = spec.threshold if spec else SETTINGS.default_threshold
     try:
         resolved = resolve_snapshot(hub_id, revision=spec.revision if spec else None)

@@ -141,6 +141,25 @@ class Recommender:
         query_vector = self.encoder.encode_queries([cleaned])[0]
         return self.search_vector(query_vector, query=cleaned, allowed_songs=allowed, top_n=top_n)
 
+    def search_image(self, image: object, *, valence_min: float = 0.0, valence_max: float = 1.0,
+                     top_n: int = SETTINGS.default_top_n) -> dict:
+        """Songs whose lyric lines match a picture (CLIP image tower vs the lines' CLIP text embeddings).
+
+        Args:
+            image: A path, raw bytes or a PIL image; decoded robustly by ``recommender.images.load_image``.
+
+        Raises:
+            QueryError: The loaded model is not a CLIP model, the image is unusable, or the options are bad.
+        """
+        if self.encoder.kind != "clip":
+            raise QueryError(f"model {self.encoder.name!r} is a text model: image search needs a CLIP model "
+                             "(for example --model clip)")
+        top_n = check_top_n(top_n)
+        allowed = songs_in_valence_range(self.catalog.songs["valence"].to_numpy(), valence_min, valence_max)
+        query_vector = self.encoder.encode_images([image])[0]
+        label = f"image:{Path(image).name}" if isinstance(image, (str, os.PathLike)) else "image"
+        return self.search_vector(query_vector, query=label, allowed_songs=allowed, top_n=top_n)
+
     def search_vector(self, query_vector: np.ndarray, *, query: str, allowed_songs: np.ndarray,
                       top_n: int) -> dict:
         """Rank songs for an already-embedded query (text or image)."""

@@ -20,6 +20,7 @@ class ModelSpec:
         kind: ``"text"`` for sentence-transformers, ``"clip"`` for open_clip.
         threshold: Cosine under which a matched line counts half (calibrated per model).
         fallback_to_packaged: Whether the packaged MiniLM may stand in when the Hub model is unavailable.
+        architecture: open_clip architecture of a ``kind="clip"`` model (used when its weights carry no config).
     """
 
     name: str
@@ -28,6 +29,7 @@ class ModelSpec:
     kind: str = "text"
     threshold: float = 0.6
     fallback_to_packaged: bool = True
+    architecture: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,17 @@ class Settings:
             ModelSpec(name="distilroberta", hub_id="sentence-transformers/all-distilroberta-v1"),
             ModelSpec(name="finetuned", hub_id="lyrics-meaning/minilm-lyrics-annotations",
                       fallback_to_packaged=False),
+            # Image search: open_clip ViT-B-32 (laion2b_s34b_b79k). Its threshold is set per embedding set by
+            # `python -m recommender calibrate`; this value only applies to uncalibrated sets.
+            ModelSpec(name="clip", hub_id="laion/CLIP-ViT-B-32-laion2B-s34B-b79K", kind="clip",
+                      architecture="ViT-B-32", threshold=0.6, fallback_to_packaged=False),
         )
     )
 
     # Embedding builds.
     encode_batch_size: int = 64
+    default_clip_architecture: str = "ViT-B-32"
+    clip_prefix: str = "clip:"
 
     # Catalog shipped with the repository (original text written for this project).
     default_catalog_source: Path = REPO_ROOT / "data" / "default_songs.jsonl"
