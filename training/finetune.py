@@ -24,7 +24,9 @@ from recommender.catalog import Catalog
 from recommender.encoders import load_encoder
 from recommender.errors import RecommenderError
 from space_config import SETTINGS
+from training.evaluate import evaluate, write_report
 from training.pairs import DEFAULT_SEED, split_pairs, write_splits
+from training.report import push_decision, write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +104,10 @@ def train(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     encoder = load_encoder(args.base)
     model = encoder.model
-    model.max_seq_length = args.max_seq_length
+    try:
+        model.max_seq_length = args.max_seq_length
+    except AttributeError:  # e.g. StaticEmbedding models have no sequence length
+        logger.info("%s has no max_seq_length to set", args.base)
     frame = build_training_frame(splits["train"], catalog, hard_negatives=args.hard_negatives, seed=args.seed)
     train_dataset = Dataset.from_pandas(frame, preserve_index=False)
     if args.batch_size >= CACHED_LOSS_FROM_BATCH:
@@ -156,7 +161,42 @@ def train(args: argparse.Namespace) -> Path:
     (out / "training_summary.json").write_text(json.dumps(summary, indent=1, default=str))
     logger.info("saved the best model (dev MRR@10 %.4f) to %s", final_dev.get("dev_cosine_mrr@10", float("nan")),
                 model_dir)
+    result = None
+    if not args.skip_eval:
+        result = evaluate(args.catalog, [args.base, str(model_dir)], split="test", splits_file=str(out / "splits.json"),
+                          mood_queries=args.mood_queries, bm25=False)
+        write_report(result, out / "eval")
+    write_model_card(model_dir, summary, result)
+    if args.push_to_hub:
+        push(model_dir, args)
     return model_dir
+
+
+def push(model_dir: Path, args: argparse.Namespace) -> bool:
+    """Push ``model_dir`` only if it beats the configured fine-tuned model (or the base); ``--force`` overrides."""
+    from huggingface_hub import HfApi
+
+    from recommender.errors import ModelUnavailableError
+
+    try:
+        load_encoder(SETTINGS.finetuned_model)
+        incumbent = SETTINGS.finetuned_model
+    except ModelUnavailableError:
+        incumbent = args.base
+    result = evaluate(args.catalog, [incumbent, str(model_dir)], split="test",
+                      splits_file=str(Path(args.out) / "splits.json"), bm25=False)
+    wins, reason = push_decision(result, candidate=str(model_dir), incumbent=incumbent)
+    if not wins and not args.force:
+        logger.error("refusing to push %s: %s", model_dir, reason)
+        return False
+    if not wins:
+        logger.warning("FORCED PUSH of a model that does not win: %s", reason)
+    api = HfApi()  # the token comes from HF_TOKEN in the environment only
+    api.create_repo(args.push_to_hub, repo_type="model", exist_ok=True)
+    api.upload_folder(repo_id=args.push_to_hub, folder_path=str(model_dir), repo_type="model",
+                      commit_message=f"Fine-tuned lyrics model: {reason}")
+    logger.info("pushed %s to %s (%s)", model_dir, args.push_to_hub, reason)
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     parser.add_argument("--push-to-hub", metavar="REPO", help="push the model and rebuilt embeddings if it wins")
     parser.add_argument("--force", action="store_true", help="push even if the evaluation says it does not win")
+    parser.add_argument("--skip-eval", action="store_true", help="no held-out test evaluation after training")
+    parser.add_argument("--mood-queries", help="judged mood queries (JSONL) to include in the test evaluation")
     return parser
 
 

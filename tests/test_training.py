@@ -1,0 +1,158 @@
+"""Training: a tiny model learns a known mapping; splits are deterministic and leak-free; metrics and the push gate."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.catalog import Catalog, make_song_id
+from training.evaluate import graded_metrics, paired_bootstrap, rank_metrics, song_metrics
+from training.pairs import assign_splits, clean_pairs, restates_line, split_of, split_pairs
+from training.report import push_decision
+
+
+def synthetic_catalog(n_artists: int = 40, seed: int = 0) -> Catalog:
+    """Lines use words from list B; each annotation uses the secretly mapped words of list A.
+
+    A random-init model cannot know that A[i] means B[i]; a model trained on the train artists can, and that
+    knowledge transfers to the held-out artists' new word combinations.
+    """
+    from tokenizers import Tokenizer
+
+    from recommender.encoders import packaged_model_path
+
+    vocab = Tokenizer.from_file(str(packaged_model_path() / "tokenizer.json")).get_vocab()
+    words = sorted(w for w in vocab if w.isalpha() and w.isascii() and 5 <= len(w) <= 8)
+    rng = random.Random(seed)
+    rng.shuffle(words)
+    line_words, annotation_words = words[:40], words[40:80]
+    songs, lines, pairs = [], [], []
+    for artist_index in range(n_artists):
+        artist, title = f"Artist {artist_index}", f"Song {artist_index}"
+        song_id = make_song_id(artist, title)
+        songs.append({"song_id": song_id, "title": title, "artist": artist, "valence": rng.random()})
+        for position in range(6):
+            picks = rng.sample(range(40), 3)
+            line_id = len(lines)
+            lines.append({"line_id": line_id, "song_id": song_id, "position": position,
+                          "text": " ".join(line_words[i] for i in picks)})
+            pairs.append({"pair_id": len(pairs), "song_id": song_id, "line_ids": [line_id],
+                          "fragment": lines[-1]["text"],
+                          "annotation": "this line is about " + " ".join(annotation_words[i] for i in picks)})
+    return Catalog(pd.DataFrame(songs), pd.DataFrame(lines), pd.DataFrame(pairs))
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from tokenizers import Tokenizer
+
+    from recommender.encoders import packaged_model_path
+
+    torch.manual_seed(0)
+    tokenizer = Tokenizer.from_file(str(packaged_model_path() / "tokenizer.json"))
+    model = SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_dim=32)], device="cpu")
+    directory = tmp_path_factory.mktemp("tiny") / "static-model"
+    model.save(str(directory))
+    return directory
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_and_dev_mrr_improves(tmp_path, tiny_model_dir):
+    from training.finetune import main
+
+    catalog = synthetic_catalog()
+    catalog.save(tmp_path / "cat")
+    out = tmp_path / "run"
+    assert main(["--catalog", str(tmp_path / "cat"), "--base", str(tiny_model_dir), "--out", str(out),
+                 "--epochs", "4", "--batch-size", "16", "--learning-rate", "0.2", "--skip-eval"]) == 0
+    summary = json.loads((out / "training_summary.json").read_text())
+    losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
+    assert losses[-1] < losses[0] * 0.8
+    assert summary["dev_best"]["dev_cosine_mrr@10"] > summary["dev_base"]["dev_cosine_mrr@10"] + 0.1
+    assert (out / "model" / "README.md").read_text().count("## Lyrics meaning search") == 1
+    assert json.loads((out / "splits.json").read_text())["songs"] == assign_splits(catalog)
+
+
+def test_split_is_deterministic_grouped_by_artist_and_leak_free():
+    catalog = synthetic_catalog(n_artists=200)
+    first, second = assign_splits(catalog), assign_splits(catalog)
+    assert first == second
+    splits, _, _ = split_pairs(catalog)
+    songs = {name: set(frame["song_id"]) for name, frame in splits.items()}
+    assert not songs["train"] & songs["dev"] and not songs["train"] & songs["test"] and not songs["dev"] & songs["test"]
+    artists = {name: set(frame["artist"]) for name, frame in splits.items()}
+    assert not artists["train"] & artists["test"]
+    shares = np.array([len(songs[name]) for name in ("train", "dev", "test")]) / 200
+    assert 0.6 < shares[0] < 0.8 and 0.07 < shares[1] < 0.25 and 0.07 < shares[2] < 0.25
+    assert split_of("Some Artist") == split_of("  some artist ")
+    assert split_of("Some Artist", seed=1) in ("train", "dev", "test")
+
+
+def test_junk_pairs_are_filtered():
+    catalog = synthetic_catalog(n_artists=2)
+    catalog.pairs.loc[0, "annotation"] = "too short"
+    catalog.pairs.loc[1, "annotation"] = catalog.lines.loc[1, "text"] + " yes"
+    catalog.pairs.loc[2, "fragment"] = "[Chorus]"
+    _, report = clean_pairs(catalog)
+    assert report.dropped_short_annotation == 1 and report.dropped_restates_line == 1
+    assert report.dropped_section_header == 1
+    assert report.kept == len(catalog.pairs) - 3
+    assert restates_line("I ran so far away", "I ran so far away")
+    assert not restates_line("The narrator flees from an alien abduction in panic", "I ran so far away")
+
+
+def test_rank_metrics_on_hand_computed_example():
+    ranked = np.array([7, 3, 9, 1] + list(range(100, 196)))
+    metrics = rank_metrics(ranked, np.array([3, 1]))
+    assert metrics["line_mrr@10"] == pytest.approx(0.5)
+    ideal = 1 + 1 / math.log2(3)
+    assert metrics["line_ndcg@10"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / ideal)
+    assert metrics["line_recall@10"] == 1.0 and metrics["line_recall@100"] == 1.0
+    assert metrics["line_accuracy@1"] == 0.0
+    missing = rank_metrics(ranked, np.array([5000]))
+    assert missing == {"line_mrr@10": 0.0, "line_ndcg@10": 0.0, "line_recall@10": 0.0, "line_recall@100": 0.0,
+                       "line_accuracy@1": 0.0}
+    assert song_metrics([4, 2, 8], 8) == {"song_recall@10": 1.0, "song_mrr@10": pytest.approx(1 / 3)}
+    assert song_metrics(list(range(20)), 15) == {"song_recall@10": 0.0, "song_mrr@10": 0.0}
+    graded = graded_metrics([5, 1, 2], {1: 2, 9: 1})
+    assert graded["mood_mrr@10"] == pytest.approx(0.5)
+    assert graded["mood_recall@10"] == pytest.approx(0.5)
+    assert graded["mood_ndcg@10"] == pytest.approx((3 / math.log2(3)) / (3 + 1 / math.log2(3)))
+
+
+def test_paired_bootstrap_centres_on_the_mean_difference():
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+    better = base + 0.1 + rng.normal(0, 0.01, 400)
+    result = paired_bootstrap(base, better)
+    assert result["delta"] == pytest.approx(0.1, abs=0.005)
+    assert 0.09 < result["ci_low"] < 0.1 < result["ci_high"] < 0.11
+    same = paired_bootstrap(base, base.copy())
+    assert same["ci_low"] == same["ci_high"] == 0.0
+
+
+def gate_result(line, song):
+    return {"deltas": {"new vs old": {"line_mrr@10": dict(zip(("delta", "ci_low", "ci_high"), line, strict=True)),
+                                      "song_recall@10": dict(zip(("delta", "ci_low", "ci_high"), song,
+                                                                 strict=True))}}}
+
+
+def test_push_gate_both_ways():
+    wins, reason = push_decision(gate_result((0.1, 0.05, 0.15), (0.05, -0.01, 0.1)), candidate="new",
+                                 incumbent="old")
+    assert wins and "beats old" in reason
+    wins, reason = push_decision(gate_result((0.02, -0.01, 0.05), (0.05, 0.01, 0.1)), candidate="new",
+                                 incumbent="old")
+    assert not wins and "CI must lie above 0" in reason
+    wins, reason = push_decision(gate_result((0.1, 0.05, 0.15), (-0.1, -0.2, -0.01)), candidate="new",
+                                 incumbent="old")
+    assert not wins and "loses songs" in reason
+    assert not push_decision(gate_result((0.1, 0.05, 0.15), (0, 0, 0)), candidate="x", incumbent="old")[0]
