@@ -99,7 +99,7 @@ def test_split_is_deterministic_grouped_by_artist_and_leak_free():
 def test_junk_pairs_are_filtered():
     catalog = synthetic_catalog(n_artists=2)
     catalog.pairs.loc[0, "annotation"] = "too short"
-    catalog.pairs.loc[1, "annotation"] = catalog.lines.loc[1, "text"] + " yes"
+    catalog.pairs.loc[1, "annotation"] = f"{catalog.lines.loc[1, 'text']} yes {catalog.lines.loc[1, 'text']}"
     catalog.pairs.loc[2, "fragment"] = "[Chorus]"
     _, report = clean_pairs(catalog)
     assert report.dropped_short_annotation == 1 and report.dropped_restates_line == 1
@@ -110,7 +110,7 @@ def test_junk_pairs_are_filtered():
 
 
 def test_rank_metrics_on_hand_computed_example():
-    ranked = np.array([7, 3, 9, 1] + list(range(100, 196)))
+    ranked = np.array([7, 3, 9, 1, *list(range(100, 196))])
     metrics = rank_metrics(ranked, np.array([3, 1]))
     assert metrics["line_mrr@10"] == pytest.approx(0.5)
     ideal = 1 + 1 / math.log2(3)
