@@ -95,6 +95,19 @@ def _command_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_publish(args: argparse.Namespace) -> int:
+    from recommender.hub import publish
+
+    if not args.embeddings:
+        raise RecommenderError("give at least one --embeddings DIR to publish")
+    where = publish(args.catalog, args.embeddings, repo=args.repo, revision=args.revision, to_dir=args.to_dir)
+    if args.to_dir:
+        print(f"wrote the dataset repo layout of {args.repo} to {where}")
+    else:
+        print(f"published {args.repo} at commit {where}: pin it as dataset_revision in space_config/settings.py")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recommender",
                                      description="Find songs by what their lyrics mean.")
@@ -126,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top", type=int, default=SETTINGS.default_top_n, help="number of songs")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(handler=_command_search)
+
+    publish = commands.add_parser("publish", help="push a catalog and its embedding sets as a Hub dataset repo")
+    publish.add_argument("--catalog", required=True, help="catalog directory")
+    publish.add_argument("--embeddings", nargs="+", default=[], metavar="DIR",
+                         help="embedding set directories (one per model)")
+    publish.add_argument("--repo", required=True, metavar="OWNER/NAME", help="dataset repo id")
+    publish.add_argument("--revision", metavar="BRANCH", help="branch to commit to (created if missing)")
+    publish.add_argument("--to-dir", metavar="DIR", help="write the same repo layout locally instead of pushing")
+    publish.set_defaults(handler=_command_publish)
 
     calibrate = commands.add_parser("calibrate", help="set an embedding set's count-half threshold by percentile")
     calibrate.add_argument("--embeddings", required=True, help="embedding set directory to calibrate")

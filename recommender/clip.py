@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 from recommender.encoders import PROBE_SENTENCES, make_fingerprint
 from recommender.errors import ModelUnavailableError
-from recommender.hub import LocalEntryNotFoundError, resolve_snapshot
+from recommender.hub import resolve_snapshot
 from space_config import SETTINGS
 
 logger = logging.getLogger(__name__)

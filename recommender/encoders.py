@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 from recommender.errors import ModelUnavailableError
-from recommender.hub import LocalEntryNotFoundError, resolve_snapshot
+from recommender.hub import resolve_snapshot
 from space_config import SETTINGS, ModelSpec
 
 logger = logging.getLogger(__name__)

@@ -8,11 +8,19 @@ prints and the app shows in its status line.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import constants, snapshot_download
-from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+from huggingface_hub.errors import HFValidationError
+
+from recommender.catalog import Catalog, replace_directory
+from recommender.errors import EmbeddingsMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -64,4 +72,158 @@ def resolve_snapshot(
     return ResolvedPath(path, "cache", path.name, notice=f"{repo_id}: loaded from the local HF cache because {reason}")
 
 
-__all__ = ["LocalEntryNotFoundError", "ResolvedPath", "resolve_snapshot"]
+# --- Publishing catalogs and embedding sets as a Hub dataset repo -------------------------------------------------
+
+CATALOG_PREFIX = "catalog"
+EMBEDDINGS_PREFIX = "embeddings"
+PULL_PATTERNS = ["README.md", f"{CATALOG_PREFIX}/*", f"{EMBEDDINGS_PREFIX}/*/*"]
+_FULL_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+MOVING_REFS = frozenset({"main", "master", "HEAD"})
+
+
+def is_pinned_revision(revision: str | None) -> bool:
+    """A shipped config must name a tag or a full commit hash, never a moving branch."""
+    return bool(revision) and (bool(_FULL_COMMIT.match(revision)) or revision not in MOVING_REFS)
+
+
+def embedding_set_name(model_name: str) -> str:
+    """Folder (and dataset config) name of a model's embedding set inside the repo."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", model_name).strip("-") or "model"
+
+
+def dataset_card(catalog: Catalog, manifests: list[dict], *, repo: str) -> str:
+    """README.md of the dataset repo: configs per table and per model, sources, counts, licence note."""
+    report = catalog.report or {}
+    configs = [(name, f"{CATALOG_PREFIX}/{name}.parquet") for name in ("songs", "lines", "pairs")]
+    configs += [(f"embeddings-{embedding_set_name(m['model_name'])}",
+                 f"{EMBEDDINGS_PREFIX}/{embedding_set_name(m['model_name'])}/embeddings.parquet") for m in manifests]
+    front = ["---", "license: other", "pretty_name: Lyrics meaning search — catalog and line embeddings",
+             "tags: [lyrics, sentence-transformers, embeddings]", "configs:"]
+    for name, path in configs:
+        front += [f"- config_name: {name}", f"  data_files: {path}"]
+    front.append("---")
+    dropped = {key: value for key, value in sorted(report.items()) if isinstance(value, int) and value and
+               (key.startswith(("pairs_dropped", "rows_")) or key.endswith(("_removed", "_merged")))}
+    body = [
+        f"# {repo}", "",
+        "Catalog tables and prebuilt lyric-line embeddings for the lyrics-meaning search Space. Each embedding set "
+        "is valid only for the model that made it: `manifest.json` records the model id, revision, a fingerprint "
+        "of probe-sentence embeddings, the catalog hash and a checksum of the vectors; the app refuses any mismatch.",
+        "", "## Contents", "",
+        f"- songs: {len(catalog.songs)}, lines: {len(catalog.lines)}, annotation pairs: {len(catalog.pairs)}",
+        f"- catalog hash: `{catalog.content_hash}`",
+        f"- sources: {', '.join(Path(s).name for s in report.get('sources', [])) or 'unknown'}",
+        "", "| embedding set | model | revision | dimension | dtype | vectors |", "|---|---|---|---|---|---|",
+    ]
+    body += [f"| {embedding_set_name(m['model_name'])} | {m['model_id']} | {m.get('model_revision') or '—'} | "
+             f"{m['dimension']} | {m['dtype']} (fixed-length list) | {m['count']} |" for m in manifests]
+    body += ["", "## Cleaning (counts from ingest_report.json)", ""]
+    body += [f"- {key}: {value}" for key, value in dropped.items()] or ["- nothing dropped"]
+    body += ["", "## Licence", "",
+             "Song lyrics are copyrighted by their authors and publishers. They are **not redistributable** unless "
+             "the owner of this repository holds the rights; keep such a repository private. The embedded default "
+             "catalog of the project is original text written for it and is free to use.", ""]
+    return "\n".join(front + body)
+
+
+def write_repo_layout(catalog_dir: str | os.PathLike, embeddings_dirs: list[str | os.PathLike],
+                      staging: Path, *, repo: str) -> list[str]:
+    """Lay out the dataset repo in ``staging``; returns the paths in the repo.
+
+    Raises:
+        EmbeddingsMismatchError: An embedding set was built for another catalog, or two sets share a name.
+    """
+    from recommender.embeddings import MANIFEST_FILE, VECTORS_FILE, read_manifest
+
+    catalog = Catalog.load(catalog_dir)
+    manifests = []
+    for directory in embeddings_dirs:
+        manifest = read_manifest(directory)
+        if manifest.get("catalog_hash") != catalog.content_hash:
+            raise EmbeddingsMismatchError(f"{directory}: built for catalog {manifest.get('catalog_hash')}, not "
+                                          f"{catalog_dir} ({catalog.content_hash}); rebuild before publishing")
+        name = embedding_set_name(manifest["model_name"])
+        if any(embedding_set_name(m["model_name"]) == name for m in manifests):
+            raise EmbeddingsMismatchError(f"two embedding sets for model {manifest['model_name']!r}")
+        target = staging / EMBEDDINGS_PREFIX / name
+        target.mkdir(parents=True)
+        shutil.copy2(Path(directory) / VECTORS_FILE, target / VECTORS_FILE)
+        shutil.copy2(Path(directory) / MANIFEST_FILE, target / MANIFEST_FILE)
+        manifests.append(manifest)
+    (staging / CATALOG_PREFIX).mkdir(parents=True)
+    for name in ("songs.parquet", "lines.parquet", "pairs.parquet", "ingest_report.json"):
+        if (Path(catalog_dir) / name).is_file():
+            shutil.copy2(Path(catalog_dir) / name, staging / CATALOG_PREFIX / name)
+    (staging / "README.md").write_text(dataset_card(catalog, manifests, repo=repo))
+    return sorted(str(path.relative_to(staging)) for path in staging.rglob("*") if path.is_file())
+
+
+def publish(catalog_dir: str | os.PathLike, embeddings_dirs: list[str | os.PathLike], *, repo: str,
+            revision: str | None = None, to_dir: str | os.PathLike | None = None, api: object | None = None) -> str:
+    """Publish a catalog and its embedding sets as one atomic commit (or write the same layout to ``to_dir``).
+
+    Returns:
+        The commit hash (pin it as ``dataset_revision``), or the directory written.
+
+    Raises:
+        EmbeddingsMismatchError: A set does not belong to the catalog.
+        CatalogError: The catalog is malformed.
+    """
+    staging = Path(tempfile.mkdtemp(prefix="lyrics-publish-"))
+    try:
+        paths = write_repo_layout(catalog_dir, embeddings_dirs, staging / "repo", repo=repo)
+        if to_dir is not None:
+            target = Path(to_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            replace_directory(staging / "repo", target)
+            return str(target)
+        from huggingface_hub import CommitOperationAdd, HfApi
+
+        api = api or HfApi()  # the token comes from HF_TOKEN in the environment, never from arguments or files
+        api.create_repo(repo, repo_type="dataset", exist_ok=True, private=True)
+        if revision:
+            api.create_branch(repo, branch=revision, repo_type="dataset", exist_ok=True)
+        operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(staging / "repo" / path))
+                      for path in paths]
+        catalog_hash = Catalog.load(catalog_dir).content_hash
+        sets = sorted({path.split("/")[1] for path in paths if path.startswith(f"{EMBEDDINGS_PREFIX}/")})
+        info = api.create_commit(repo, operations, repo_type="dataset", revision=revision,
+                                 commit_message=f"Publish catalog {catalog_hash} with embeddings {', '.join(sets)}")
+        return info.oid
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# --- Pulling: pinned revision online → same revision in cache → caller's fallback ---------------------------------
+
+
+def resolve_with_timeout(repo_id: str, *, revision: str | None, repo_type: str, allow_patterns: list[str] | None,
+                         timeout_s: float) -> ResolvedPath:
+    """``resolve_snapshot`` that never blocks start-up for longer than ``timeout_s`` on the network.
+
+    The online attempt runs in a daemon thread; past the timeout we look in the cache only.
+
+    Raises:
+        LocalEntryNotFoundError: Neither the Hub (in time) nor the cache has it.
+    """
+    outcome: dict[str, object] = {}
+
+    def attempt() -> None:
+        try:
+            outcome["value"] = resolve_snapshot(repo_id, revision=revision, repo_type=repo_type,
+                                                allow_patterns=allow_patterns)
+        except Exception as error:
+            outcome["error"] = error
+
+    worker = threading.Thread(target=attempt, daemon=True, name=f"hub-resolve-{repo_id}")
+    worker.start()
+    worker.join(timeout_s)
+    if "value" in outcome:
+        return outcome["value"]  # type: ignore[return-value]
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    logger.warning("Hub did not answer within %.0f s for %s@%s; using the local cache", timeout_s, repo_id, revision)
+    path = Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type, allow_patterns=allow_patterns,
+                                  local_files_only=True))
+    notice = f"{repo_id}: loaded from the local HF cache (the Hub did not answer in {timeout_s:.0f} s)"
+    return ResolvedPath(path, "cache", path.name, notice=notice)

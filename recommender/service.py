@@ -11,15 +11,16 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 from recommender.catalog import Catalog
 from recommender.embeddings import build_embeddings, load_embeddings
 from recommender.encoders import TextEncoder, load_encoder
-from recommender.errors import EmbeddingsMismatchError, QueryError
+from recommender.errors import EmbeddingsMismatchError, ModelUnavailableError, QueryError, RecommenderError
 from recommender.index import LineIndex
 from recommender.ranking import SongHit, rank_songs, songs_in_valence_range
 from space_config import SETTINGS
@@ -96,6 +97,7 @@ class Recommender:
     catalog_label: str
     embeddings_label: str
     threshold: float = SETTINGS.default_threshold
+    notices: list[str] = field(default_factory=list)
 
     @classmethod
     def open(cls, *, catalog_dir: str | os.PathLike | None = None, embeddings_dir: str | os.PathLike | None = None,
@@ -125,8 +127,10 @@ class Recommender:
             build_embeddings(catalog, encoder, embeddings_path, show_progress_bar=False)
             embeddings = load_embeddings(embeddings_path, catalog=catalog, encoder=encoder)
         threshold = float(embeddings.manifest.get("threshold", encoder.threshold))
-        return cls(catalog, encoder, LineIndex.build(catalog, embeddings), str(catalog_path),
-                   str(embeddings_path), threshold)
+        catalog_label = "embedded default (data/default_songs.jsonl)" if catalog_dir is None else str(catalog_path)
+        notices = [encoder.notice] if encoder.notice else []
+        return cls(catalog, encoder, LineIndex.build(catalog, embeddings), catalog_label, str(embeddings_path),
+                   threshold, notices)
 
     def search_text(self, query: str, *, valence_min: float = 0.0, valence_max: float = 1.0,
                     top_n: int = SETTINGS.default_top_n) -> dict:
@@ -186,7 +190,43 @@ class Recommender:
     def status(self) -> str:
         """One line saying what is loaded and from where."""
         parts = [f"catalog {self.catalog_label} ({len(self.catalog.songs)} songs, {len(self.index)} lines)",
-                 f"model {self.encoder.describe()}", f"embeddings {self.embeddings_label}"]
-        if self.encoder.notice:
-            parts.append(self.encoder.notice)
+                 f"model {self.encoder.describe()}", f"embeddings {self.embeddings_label}", *self.notices]
         return " · ".join(parts)
+
+
+def open_serving(model: str = SETTINGS.baseline_model) -> Recommender:
+    """What the Space serves for ``model``: the pinned Hub dataset, else the embedded default.
+
+    Order: pinned revision online → the same revision in the HF cache → the embedded default catalog (embeddings
+    built locally). Each fallback is logged once and carried in ``Recommender.notices`` for the status line.
+    An embedding set that fails its integrity checks is never served.
+
+    Raises:
+        ModelUnavailableError: The model itself cannot be loaded (nothing to fall back to).
+    """
+    from recommender.hub import PULL_PATTERNS, embedding_set_name, resolve_with_timeout
+
+    repo, revision = SETTINGS.dataset_repo, SETTINGS.dataset_revision
+    if repo and revision:
+        try:
+            resolved = resolve_with_timeout(repo, revision=revision, repo_type="dataset",
+                                            allow_patterns=PULL_PATTERNS, timeout_s=SETTINGS.hub_timeout_s)
+            embeddings_dir = resolved.path / "embeddings" / embedding_set_name(model)
+            if not (embeddings_dir / "manifest.json").is_file():
+                raise EmbeddingsMismatchError(f"dataset {repo}@{revision} has no embedding set for model {model!r}")
+            recommender = Recommender.open(catalog_dir=resolved.path / "catalog", embeddings_dir=embeddings_dir,
+                                           model=model)
+            recommender.catalog_label = f"{repo}@{revision[:12]} (from {resolved.source})"
+            recommender.embeddings_label = f"{repo}@{revision[:12]}:embeddings/{embedding_set_name(model)}"
+            recommender.notices += [resolved.notice] if resolved.notice else []
+            return recommender
+        except ModelUnavailableError:
+            raise
+        except (RecommenderError, LocalEntryNotFoundError, OSError, ValueError) as error:
+            notice = f"FALLBACK: dataset {repo}@{revision} is unavailable ({error}); serving the embedded default"
+    else:
+        notice = "no Hub dataset revision is pinned in space_config; serving the embedded default catalog"
+    logger.warning(notice)
+    recommender = Recommender.open(model=model)
+    recommender.notices.append(notice)
+    return recommender

@@ -62,6 +62,14 @@ class Settings:
         )
     )
 
+    # Prebuilt catalog + embedding sets on the Hub (a dataset repo written by `python -m recommender publish`).
+    # The revision must be a tag or a full commit hash, never a moving branch; None = nothing published yet,
+    # the app then serves the embedded default. LYRICS_DATASET_REPO / LYRICS_DATASET_REVISION override both.
+    dataset_repo: str | None = field(
+        default_factory=lambda: os.environ.get("LYRICS_DATASET_REPO", "lyrics-meaning/lyrics-lines"))
+    dataset_revision: str | None = field(default_factory=lambda: os.environ.get("LYRICS_DATASET_REVISION") or None)
+    hub_timeout_s: float = 20.0
+
     # Embedding builds.
     encode_batch_size: int = 64
     default_clip_architecture: str = "ViT-B-32"
