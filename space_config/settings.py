@@ -70,6 +70,10 @@ class Settings:
     dataset_revision: str | None = field(default_factory=lambda: os.environ.get("LYRICS_DATASET_REVISION") or None)
     hub_timeout_s: float = 20.0
 
+    # Trained models the app offers besides the configured ones (folders holding modules.json/open_clip_config.json).
+    artifacts_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("LYRICS_ARTIFACTS_DIR") or REPO_ROOT / "artifacts").expanduser())
+
     # Embedding builds.
     encode_batch_size: int = 64
     default_clip_architecture: str = "ViT-B-32"
@@ -80,6 +84,20 @@ class Settings:
     cache_dir: Path = field(
         default_factory=lambda: Path(os.environ.get("LYRICS_CACHE_DIR", REPO_ROOT / ".cache"))
     )
+
+    # Line index (recommender/index.py). "auto" picks the backend by the number of distinct line vectors:
+    # exact float32 scan below index_int8_min_vectors, int8 scan + float32 rescoring up to index_ivf_min_vectors,
+    # faiss IVF (approximate) + float32 rescoring beyond. Every backend returns exact float32 cosines.
+    # LYRICS_INDEX_BACKEND overrides index_backend.
+    index_backend: str = field(default_factory=lambda: os.environ.get("LYRICS_INDEX_BACKEND", "auto"))
+    index_int8_min_vectors: int = 200_000
+    index_ivf_min_vectors: int = 5_000_000
+    index_rescore_factor: int = 4  # int8/ivf: rescore factor × k candidates in float32
+    index_ivf_nlist: int = 0  # inverted lists; 0 = √(vectors)
+    index_ivf_nprobe: int = 32  # lists probed per query (divided by the allowed share under a valence range)
+    index_ivf_train_points: int = 64  # k-means sample per list
+    index_float_vectors_in_memory: bool = False  # int8/ivf: keep float32 vectors in RAM, not in a mapped file
+    index_spill_dir: Path | None = None  # where int8/ivf map their float32 vectors; None = cache_dir / "index"
 
     def model(self, name: str) -> ModelSpec | None:
         """The configured model called ``name``, or None."""
