@@ -483,5 +483,8 @@ with gr.Blocks(title="Lyrics meaning search") as demo:
 demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
 
 if __name__ == "__main__":
+    import torch
+
+    torch.set_num_threads(SETTINGS.serve_torch_threads)
     ensure_loading()
     demo.launch(**LAUNCH_KWARGS)

@@ -70,6 +70,8 @@ def build_embeddings(catalog: Catalog, encoder: TextEncoder, out_dir: str | os.P
     texts = distinct_texts(catalog)
     started = time.perf_counter()
     kwargs = {"show_progress_bar": show_progress_bar}
+    if encoder.kind == "text":
+        kwargs["bulk"] = True
     if batch_size:
         kwargs["batch_size"] = batch_size
     vectors = encoder.encode(texts, **kwargs) if texts else np.zeros((0, encoder.dimension), np.float32)

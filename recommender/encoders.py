@@ -61,10 +61,19 @@ class TextEncoder:
         return int(self.model.get_embedding_dimension())
 
     def encode(self, texts: list[str], *, batch_size: int = SETTINGS.encode_batch_size,
-               show_progress_bar: bool = False) -> np.ndarray:
-        """Unit-length float32 embeddings, one row per text."""
-        vectors = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar,
-                                    convert_to_numpy=True, normalize_embeddings=True)
+               show_progress_bar: bool = False, bulk: bool = False) -> np.ndarray:
+        """Unit-length float32 embeddings, one row per text.
+
+        ``bulk=True`` (catalog builds) computes in bfloat16 on CPUs with native bf16 support, ~2× faster with
+        cosine ≥ 0.9998 to float32; queries and fingerprint probes always stay float32.
+        """
+        import torch
+
+        use_bf16 = (bulk and SETTINGS.encode_bf16_on_cpu and self.model.device.type == "cpu"
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            vectors = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                        convert_to_numpy=True, normalize_embeddings=True)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:

@@ -76,6 +76,8 @@ class Settings:
 
     # Embedding builds.
     encode_batch_size: int = 64
+    encode_bf16_on_cpu: bool = True  # catalog builds only, where the CPU has native bf16 (see encoders.encode)
+    serve_torch_threads: int = 1  # one short query gains nothing from intra-op threads (benchmarks/query.py)
     default_clip_architecture: str = "ViT-B-32"
     clip_prefix: str = "clip:"
 

@@ -1,0 +1,1 @@
+"""Benchmarks: search, embedding builds and the end-to-end query path (see benchmarks/RESULTS.md)."""
