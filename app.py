@@ -226,6 +226,14 @@ def matched_lines_html(result: dict) -> str:
     return "".join(blocks)
 
 
+def about_the_models() -> str:
+    """Our study: the latest evaluation report written by training.evaluate (table with CIs)."""
+    report = SETTINGS.evaluation_report_dir / "report.md"
+    if not report.is_file():
+        return "No evaluation report yet: run `python -m training.evaluate ... --out training/reports/latest`."
+    return report.read_text()
+
+
 def message_html(text: str) -> str:
     return f"<p class='notice'>{html.escape(text)}</p>"
 
@@ -460,6 +468,11 @@ with gr.Blocks(title="Lyrics meaning search") as demo:
         with gr.Tab("Catalog map", id="map-tab"):
             map_plot = gr.Plot(label="Songs by lyric meaning (2-D projection), coloured by valence",
                                elem_id="catalog-map")
+        with gr.Tab("About the models", id="about-tab"):
+            gr.Markdown(about_the_models())
+            if (SETTINGS.evaluation_report_dir / "chart.png").is_file():
+                gr.Image(str(SETTINGS.evaluation_report_dir / "chart.png"), label="Held-out evaluation",
+                         show_label=True, interactive=False)
     gr.Markdown(RESPONSIBLE_USE)
 
     options = [valence_min_box, valence_max_box, top_n_box]

@@ -29,10 +29,12 @@ TOKEN_ENV = "HF_TOKEN"
 README_SOURCE = "space_config/space_README.md"
 REQUIREMENTS_SOURCE = "space_config/requirements.txt"
 DEFAULT_CATALOG = SETTINGS.default_catalog_source.relative_to(REPO_ROOT).as_posix()  # data/default_songs.jsonl
+REPORT_DIR = SETTINGS.evaluation_report_dir.relative_to(REPO_ROOT).as_posix()  # the "About the models" tab
 PACKAGES = ("recommender", "space_config")
 
 # Paths in the Space that may be uploaded.
-ALLOW_PATTERNS = ["app.py", "README.md", "requirements.txt", "recommender/**", "space_config/**", DEFAULT_CATALOG]
+ALLOW_PATTERNS = ["app.py", "README.md", "requirements.txt", "recommender/**", "space_config/**", DEFAULT_CATALOG,
+                  f"{REPORT_DIR}/*"]
 # Never uploaded, even when an allow pattern matches.
 IGNORE_PATTERNS = [
     "**/__pycache__/**", "*.pyc", "*.pyo",
@@ -42,7 +44,7 @@ IGNORE_PATTERNS = [
     "space_config/deploy.py", README_SOURCE, REQUIREMENTS_SOURCE,
 ]
 # Files in the Space that a new upload replaces (so a module deleted here disappears there too).
-DELETE_PATTERNS = ["recommender/**", "space_config/**"]
+DELETE_PATTERNS = ["recommender/**", "space_config/**", f"{REPORT_DIR}/*"]
 
 
 def space_files(repo_root: str | os.PathLike = REPO_ROOT) -> dict[str, Path]:
@@ -50,6 +52,9 @@ def space_files(repo_root: str | os.PathLike = REPO_ROOT) -> dict[str, Path]:
     root = Path(repo_root)
     candidates = {"app.py": root / "app.py", "README.md": root / README_SOURCE,
                   "requirements.txt": root / REQUIREMENTS_SOURCE, DEFAULT_CATALOG: root / DEFAULT_CATALOG}
+    for path in sorted((root / REPORT_DIR).glob("*")):
+        if path.is_file():
+            candidates[path.relative_to(root).as_posix()] = path
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*")):
             if path.is_file() and not path.is_symlink():

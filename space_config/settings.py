@@ -70,6 +70,9 @@ class Settings:
     dataset_revision: str | None = field(default_factory=lambda: os.environ.get("LYRICS_DATASET_REVISION") or None)
     hub_timeout_s: float = 20.0
 
+    # The evaluation report shown in the app's "About the models" tab (written by training.evaluate --out).
+    evaluation_report_dir: Path = REPO_ROOT / "training" / "reports" / "latest"
+
     # Trained models the app offers besides the configured ones (folders holding modules.json/open_clip_config.json).
     artifacts_dir: Path = field(
         default_factory=lambda: Path(os.environ.get("LYRICS_ARTIFACTS_DIR") or REPO_ROOT / "artifacts").expanduser())

@@ -301,6 +301,7 @@ def fake_repo(root: Path) -> Path:
         "space_config/settings.py": "",
         "space_config/deploy.py": "", "recommender/__init__.py": "", "recommender/service.py": "",
         "recommender/sub/helper.py": "", "data/default_songs.jsonl": "{}\n",
+        "training/reports/latest/report.md": "# report\n", "training/finetune.py": "",
         # never uploaded:
         "data/songsdata_1.csv": "x", "data/other.jsonl": "x", ".env": "HF_TOKEN=hf_secret", "recommender/.env": "x",
         "recommender/__pycache__/service.cpython-311.pyc": "x", "recommender/weights.safetensors": "x",
@@ -317,7 +318,7 @@ def fake_repo(root: Path) -> Path:
 
 EXPECTED_SPACE_FILES = ["README.md", "app.py", "data/default_songs.jsonl", "recommender/__init__.py",
                         "recommender/service.py", "recommender/sub/helper.py", "requirements.txt",
-                        "space_config/__init__.py", "space_config/settings.py"]
+                        "space_config/__init__.py", "space_config/settings.py", "training/reports/latest/report.md"]
 
 
 @pytest.fixture
@@ -358,7 +359,7 @@ def test_deploy_uploads_exactly_the_app_and_never_secrets_or_caches(tmp_path, fa
     upload = fake_hub["upload_folder"]
     assert upload["repo_id"] == "owner/lyrics" and upload["repo_type"] == "space"
     assert upload["allow_patterns"] == ["app.py", "README.md", "requirements.txt", "recommender/**",
-                                        "space_config/**", "data/default_songs.jsonl"]
+                                        "space_config/**", "data/default_songs.jsonl", "training/reports/latest/*"]
     assert upload["present"] == upload["sent"] == EXPECTED_SPACE_FILES  # staged = sent: nothing else was there
     assert upload["contents"]["README.md"] == "---\nsdk: gradio\n---\n"  # from space_config/space_README.md
     assert upload["contents"]["requirements.txt"] == "torch==2.14.1\n"  # from space_config/requirements.txt
@@ -386,7 +387,7 @@ def test_deploy_dry_run_prints_the_list_and_touches_nothing(tmp_path, monkeypatc
     monkeypatch.delenv("HF_TOKEN", raising=False)
     assert deploy.deploy("owner/lyrics", dry_run=True, repo_root=fake_repo(tmp_path / "repo")) == EXPECTED_SPACE_FILES
     out = capsys.readouterr().out
-    assert "would upload 9 files to the Space owner/lyrics" in out
+    assert "would upload 10 files to the Space owner/lyrics" in out
     assert "README.md  <- space_config/space_README.md" in out and ".env" not in out
     # The real repository: the app, the library, the settings and the one embedded catalog file.
     assert deploy.main(["--space", "owner/lyrics", "--dry-run"]) == 0
