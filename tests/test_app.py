@@ -395,7 +395,10 @@ def test_deploy_dry_run_prints_the_list_and_touches_nothing(tmp_path, monkeypatc
     assert {"app.py", "README.md", "requirements.txt", "data/default_songs.jsonl", "recommender/registry.py",
             "recommender/projection.py", "space_config/settings.py"} <= set(listed)
     assert not [name for name in listed if name.startswith("data/") and name != "data/default_songs.jsonl"]
-    assert not [name for name in listed if "__pycache__" in name or name.startswith((".", "tests/", "training/"))]
+    assert not [name for name in listed if "__pycache__" in name or name.startswith((".", "tests/"))]
+    # From training/ only the evaluation report shown in the "About the models" tab.
+    assert {name for name in listed if name.startswith("training/")} <= {
+        "training/reports/latest/report.md", "training/reports/latest/chart.png", "training/reports/latest/metrics.json"}
 
 
 def test_deploy_needs_hf_token_and_says_so(monkeypatch, capsys, fake_hub):
