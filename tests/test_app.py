@@ -397,8 +397,9 @@ def test_deploy_dry_run_prints_the_list_and_touches_nothing(tmp_path, monkeypatc
     assert not [name for name in listed if name.startswith("data/") and name != "data/default_songs.jsonl"]
     assert not [name for name in listed if "__pycache__" in name or name.startswith((".", "tests/"))]
     # From training/ only the evaluation report shown in the "About the models" tab.
+    report = "training/reports/latest/"
     assert {name for name in listed if name.startswith("training/")} <= {
-        "training/reports/latest/report.md", "training/reports/latest/chart.png", "training/reports/latest/metrics.json"}
+        f"{report}report.md", f"{report}chart.png", f"{report}metrics.json"}
 
 
 def test_deploy_needs_hf_token_and_says_so(monkeypatch, capsys, fake_hub):
