@@ -157,7 +157,11 @@ def replace_directory(staging: Path, target: Path) -> None:
         retired = target.with_name(f".{target.name}.old-{os.getpid()}")
         shutil.rmtree(retired, ignore_errors=True)
         os.replace(target, retired)
-        os.replace(staging, target)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            os.replace(retired, target)  # put the previous version back: never leave nothing in place
+            raise
         shutil.rmtree(retired, ignore_errors=True)
     else:
         os.replace(staging, target)

@@ -48,27 +48,46 @@ def resolve_snapshot(
     revision: str | None = None,
     repo_type: str = "model",
     allow_patterns: list[str] | None = None,
+    timeout_s: float | None = None,
 ) -> ResolvedPath:
-    """Find ``repo_id@revision`` online, else in the local HF cache.
+    """Find ``repo_id@revision`` online, else in the local HF cache — never waiting on the network for longer
+    than ``timeout_s`` (default ``SETTINGS.hub_timeout_s``): the online attempt runs in a daemon thread and a
+    Hub that accepts connections but never answers cannot hang start-up.
 
     Raises:
-        LocalEntryNotFoundError: Neither the Hub nor the cache has it.
+        LocalEntryNotFoundError: Neither the Hub (in time) nor the cache has it.
     """
-    online_error: Exception | None = None
+    from space_config import SETTINGS
+
+    timeout_s = SETTINGS.hub_timeout_s if timeout_s is None else timeout_s
+    reason = "HF_HUB_OFFLINE is set"
     if not constants.HF_HUB_OFFLINE:
-        try:
-            path = Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type,
-                                          allow_patterns=allow_patterns, etag_timeout=constants.HF_HUB_ETAG_TIMEOUT))
+        outcome: dict[str, object] = {}
+
+        def attempt() -> None:
+            try:
+                outcome["path"] = snapshot_download(repo_id, revision=revision, repo_type=repo_type,
+                                                    allow_patterns=allow_patterns,
+                                                    etag_timeout=min(constants.HF_HUB_ETAG_TIMEOUT, timeout_s))
+            except Exception as error:
+                outcome["error"] = error
+
+        worker = threading.Thread(target=attempt, daemon=True, name=f"hub-resolve-{repo_id}")
+        worker.start()
+        worker.join(timeout_s)
+        if "path" in outcome:
+            path = Path(outcome["path"])  # type: ignore[arg-type]
             return ResolvedPath(path, "hub", path.name)
-        except HFValidationError:
-            raise
-        except Exception as error:
-            online_error = error
-            logger.warning("Hub unreachable for %s@%s (%s); trying the local cache", repo_id, revision, error)
+        error = outcome.get("error")
+        if isinstance(error, HFValidationError):
+            raise error
+        if error is None:
+            reason = f"the Hub did not answer in {timeout_s:.0f} s"
+        else:
+            reason = f"the Hub was unreachable ({type(error).__name__})"
+        logger.warning("%s@%s: %s; trying the local cache", repo_id, revision, reason)
     path = Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type,
                                   allow_patterns=allow_patterns, local_files_only=True))
-    reason = ("HF_HUB_OFFLINE is set" if online_error is None
-              else f"the Hub was unreachable ({type(online_error).__name__})")
     return ResolvedPath(path, "cache", path.name, notice=f"{repo_id}: loaded from the local HF cache because {reason}")
 
 
@@ -199,31 +218,6 @@ def publish(catalog_dir: str | os.PathLike, embeddings_dirs: list[str | os.PathL
 
 def resolve_with_timeout(repo_id: str, *, revision: str | None, repo_type: str, allow_patterns: list[str] | None,
                          timeout_s: float) -> ResolvedPath:
-    """``resolve_snapshot`` that never blocks start-up for longer than ``timeout_s`` on the network.
-
-    The online attempt runs in a daemon thread; past the timeout we look in the cache only.
-
-    Raises:
-        LocalEntryNotFoundError: Neither the Hub (in time) nor the cache has it.
-    """
-    outcome: dict[str, object] = {}
-
-    def attempt() -> None:
-        try:
-            outcome["value"] = resolve_snapshot(repo_id, revision=revision, repo_type=repo_type,
-                                                allow_patterns=allow_patterns)
-        except Exception as error:
-            outcome["error"] = error
-
-    worker = threading.Thread(target=attempt, daemon=True, name=f"hub-resolve-{repo_id}")
-    worker.start()
-    worker.join(timeout_s)
-    if "value" in outcome:
-        return outcome["value"]  # type: ignore[return-value]
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    logger.warning("Hub did not answer within %.0f s for %s@%s; using the local cache", timeout_s, repo_id, revision)
-    path = Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type, allow_patterns=allow_patterns,
-                                  local_files_only=True))
-    notice = f"{repo_id}: loaded from the local HF cache (the Hub did not answer in {timeout_s:.0f} s)"
-    return ResolvedPath(path, "cache", path.name, notice=notice)
+    """``resolve_snapshot`` with an explicit network bound (kept for callers that name it)."""
+    return resolve_snapshot(repo_id, revision=revision, repo_type=repo_type, allow_patterns=allow_patterns,
+                            timeout_s=timeout_s)

@@ -66,8 +66,11 @@ class ModelEntry:
 
     def public(self) -> dict:
         """The JSON form served by the app's ``/models`` endpoint (no server paths)."""
+        reason = CHECKING if self.available is None else self.reason
+        if reason and self.source == "artifacts" and self.target:
+            reason = reason.replace(str(self.target), f"artifacts/{self.name}")
         return {"name": self.name, "kind": self.kind, "source": self.source, "available": bool(self.available),
-                "reason": CHECKING if self.available is None else self.reason}
+                "reason": reason}
 
     def as_dict(self) -> dict:
         return asdict(self)

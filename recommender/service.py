@@ -55,6 +55,10 @@ def check_query(query: str) -> str:
     """
     if not isinstance(query, str):
         raise QueryError("the query must be text")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QueryError("the query is not valid text: it holds an unpaired surrogate character") from None
     cleaned = " ".join(query.replace("\x00", " ").split())
     if not cleaned:
         raise QueryError("the query is empty: type a sentence describing a mood or a scene")

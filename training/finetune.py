@@ -81,6 +81,19 @@ def build_training_frame(train: pd.DataFrame, catalog: Catalog, *, hard_negative
     return result.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
+def last_complete_checkpoint(directory: Path) -> str | None:
+    """The checkpoint with the highest step whose trainer state was fully written (a kill mid-save leaves a
+    folder without a readable ``trainer_state.json``; resuming from it would crash)."""
+    complete = []
+    for folder in directory.glob("checkpoint-*"):
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+            complete.append((int(folder.name.split("-")[-1]), folder))
+        except (OSError, ValueError):
+            logger.warning("skipping incomplete checkpoint %s", folder)
+    return str(max(complete)[1]) if complete else None
+
+
 def train(args: argparse.Namespace) -> Path:
     """Run the training and save the best model to ``args.out / "model"``."""
     import torch
@@ -141,8 +154,7 @@ def train(args: argparse.Namespace) -> Path:
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
                                          evaluator=evaluator)
     base_dev = evaluator(model) if not args.resume else None
-    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=bool(args.resume and checkpoints))
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(out / "checkpoints") if args.resume else None)
     final_dev = evaluator(model)
     model_dir = out / "model"
     model.save(str(model_dir))
