@@ -102,6 +102,7 @@ def train(args: argparse.Namespace) -> Path:
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         MultipleNegativesRankingLoss,
+        MultipleNegativesSymmetricRankingLoss,
     )
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
@@ -123,7 +124,9 @@ def train(args: argparse.Namespace) -> Path:
         logger.info("%s has no max_seq_length to set", args.base)
     frame = build_training_frame(splits["train"], catalog, hard_negatives=args.hard_negatives, seed=args.seed)
     train_dataset = Dataset.from_pandas(frame, preserve_index=False)
-    if args.batch_size >= CACHED_LOSS_FROM_BATCH:
+    if args.loss == "symmetric":
+        loss = MultipleNegativesSymmetricRankingLoss(model)
+    elif args.batch_size >= CACHED_LOSS_FROM_BATCH:
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=32)
     else:
         loss = MultipleNegativesRankingLoss(model)
@@ -216,9 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--catalog", required=True, help="ingested catalog directory (with pairs)")
     parser.add_argument("--base", default=SETTINGS.baseline_model, help="base model: configured name, Hub id, dir")
     parser.add_argument("--out", required=True, help="output directory (model/, checkpoints/, splits.json)")
-    parser.add_argument("--epochs", type=float, default=4)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=3e-5)
+    parser.add_argument("--loss", choices=("mnrl", "symmetric"), default="mnrl",
+                        help="MultipleNegativesRankingLoss, or its symmetric variant (also line → annotation)")
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
                         help="train on (annotation, line) pairs only, without same-song negatives")
