@@ -214,10 +214,3 @@ def publish(catalog_dir: str | os.PathLike, embeddings_dirs: list[str | os.PathL
 
 
 # --- Pulling: pinned revision online → same revision in cache → caller's fallback ---------------------------------
-
-
-def resolve_with_timeout(repo_id: str, *, revision: str | None, repo_type: str, allow_patterns: list[str] | None,
-                         timeout_s: float) -> ResolvedPath:
-    """``resolve_snapshot`` with an explicit network bound (kept for callers that name it)."""
-    return resolve_snapshot(repo_id, revision=revision, repo_type=repo_type, allow_patterns=allow_patterns,
-                            timeout_s=timeout_s)

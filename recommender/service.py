@@ -208,13 +208,13 @@ def open_serving(model: str = SETTINGS.baseline_model) -> Recommender:
     Raises:
         ModelUnavailableError: The model itself cannot be loaded (nothing to fall back to).
     """
-    from recommender.hub import PULL_PATTERNS, embedding_set_name, resolve_with_timeout
+    from recommender.hub import PULL_PATTERNS, embedding_set_name, resolve_snapshot
 
     repo, revision = SETTINGS.dataset_repo, SETTINGS.dataset_revision
     if repo and revision:
         try:
-            resolved = resolve_with_timeout(repo, revision=revision, repo_type="dataset",
-                                            allow_patterns=PULL_PATTERNS, timeout_s=SETTINGS.hub_timeout_s)
+            resolved = resolve_snapshot(repo, revision=revision, repo_type="dataset",
+                                        allow_patterns=PULL_PATTERNS, timeout_s=SETTINGS.hub_timeout_s)
             embeddings_dir = resolved.path / "embeddings" / embedding_set_name(model)
             if not (embeddings_dir / "manifest.json").is_file():
                 raise EmbeddingsMismatchError(f"dataset {repo}@{revision} has no embedding set for model {model!r}")

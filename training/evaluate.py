@@ -118,11 +118,10 @@ def evaluate_dense(recommender: Recommender, queries: Queries) -> dict:
     per_query: dict[str, list[float]] = {name: [] for name in (*LINE_METRICS, *SONG_METRICS)}
     vectors = recommender.encoder.encode_queries(queries.texts)
     for vector, relevant, song in zip(vectors, queries.relevant_rows, queries.song_positions, strict=True):
-        scores = recommender.index.row_scores(vector)
-        ranked = torch.topk(scores, min(100, len(scores))).indices.numpy()
-        for name, value in rank_metrics(ranked, relevant).items():
-            per_query[name].append(value)
+        # One scan serves both: the top-100 rows are the line ranking and the seed pipeline's candidates.
         rows, row_scores = recommender.index.search(vector, k=SETTINGS.top_k_lines)
+        for name, value in rank_metrics(rows, relevant).items():
+            per_query[name].append(value)
         hits = rank_songs(rows, row_scores, recommender.index.row_song, threshold=recommender.threshold, top_n=10)
         for name, value in song_metrics([hit.song_index for hit in hits], int(song)).items():
             per_query[name].append(value)
