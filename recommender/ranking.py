@@ -103,3 +103,147 @@ def rank_songs(candidate_rows: np.ndarray, candidate_scores: np.ndarray, row_son
         hit.lines.append(LineMatch(row, score))
     ranked = sorted(hits.values(), key=lambda hit: (-hit.score, hit.song_index))
     return ranked[: max(int(top_n), 0)]
+
+
+# --- Rankings beyond the seed rule ------------------------------------------------------------------------------
+#
+# The seed rule sums the top-100 line cosines per song, so a song wins by having many lines that each share a word
+# or a phrase with the query, whatever the song is about. The variants below score songs from units that carry
+# more context, all computed from the same line vectors (no extra encoding):
+#
+# * ``song-mean`` — the cosine of the query with the song's vector (the normalized mean of its distinct lines);
+# * ``windows`` — the seed rule over windows of consecutive lines (normalized mean of ``window_lines`` line
+#   vectors, every ``window_stride`` lines), so a match needs a few lines in a row about the query;
+# * ``hybrid`` — the song vector plus its best window: what the song is about, and where it says it best.
+
+SEED_RANKING = "seed"
+RANKING_NAMES = (SEED_RANKING, "song-mean", "windows", "hybrid")
+RANKING_LABELS = {
+    SEED_RANKING: "study's rule: top-100 lines, sum per song",
+    "song-mean": "song vector: mean of the song's lines",
+    "windows": f"study's rule over {SETTINGS.window_lines}-line windows",
+    "hybrid": "song vector + best window",
+}
+
+
+def check_ranking(name: str | None) -> str:
+    """Validate a ranking name (None → the configured default).
+
+    Raises:
+        QueryError: Not one of ``RANKING_NAMES``.
+    """
+    ranking = SETTINGS.default_ranking if name is None else str(name).strip().lower()
+    if ranking not in RANKING_NAMES:
+        raise QueryError(f"unknown ranking {name!r}: choose one of {', '.join(RANKING_NAMES)}")
+    return ranking
+
+
+@dataclass(frozen=True)
+class SongUnits:
+    """Song-level retrieval units built from an index's row vectors.
+
+    Attributes:
+        song_vectors: (songs, d) unit vectors, the mean of each song's distinct line vectors (zero for a song with
+            no rows).
+        window_vectors: (windows, d) unit vectors, the mean of each window's line vectors.
+        window_song: Song position of each window.
+        window_first_row: First index row of each window (its rows are consecutive in the index).
+        window_size: Rows per window (a song shorter than that is one window).
+        song_row_start: Rows of song s are ``song_rows[song_row_start[s]:song_row_start[s + 1]]``.
+        song_rows: Index rows grouped by song, in line order.
+    """
+
+    song_vectors: torch.Tensor
+    window_vectors: torch.Tensor
+    window_song: np.ndarray
+    window_first_row: np.ndarray
+    window_size: np.ndarray
+    song_row_start: np.ndarray
+    song_rows: np.ndarray
+
+
+def build_song_units(row_song: np.ndarray, row_vectors: torch.Tensor, n_songs: int, *,
+                     window_lines: int = SETTINGS.window_lines,
+                     window_stride: int = SETTINGS.window_stride) -> SongUnits:
+    """Song vectors and line windows from row vectors (rows of one song consecutive, in line order)."""
+    row_song = np.asarray(row_song, dtype=np.int64)
+    vectors = row_vectors.float()
+    song_index = torch.from_numpy(row_song)
+    song_sums = torch.zeros(n_songs, vectors.shape[1]).index_add_(0, song_index, vectors)
+    song_vectors = torch.nn.functional.normalize(song_sums, dim=1)
+
+    song_rows = np.argsort(row_song, kind="stable")
+    song_row_start = np.searchsorted(row_song[song_rows], np.arange(n_songs + 1))
+    firsts, sizes, songs = [], [], []
+    for song in range(n_songs):
+        start, end = int(song_row_start[song]), int(song_row_start[song + 1])
+        count = end - start
+        if count == 0:
+            continue
+        size = min(window_lines, count)
+        offsets = list(range(0, count - size + 1, window_stride))
+        if offsets[-1] != count - size:  # the song's last lines always get a window
+            offsets.append(count - size)
+        firsts.extend(song_rows[start + offset] for offset in offsets)
+        sizes.extend([size] * len(offsets))
+        songs.extend([song] * len(offsets))
+    first_row = np.asarray(firsts, dtype=np.int64)
+    size = np.asarray(sizes, dtype=np.int64)
+    # Window sums from prefix sums over the rows in song order (rows of a window are consecutive there).
+    position_of_row = np.empty(len(row_song), dtype=np.int64)
+    position_of_row[song_rows] = np.arange(len(row_song))
+    ordered = vectors[torch.from_numpy(song_rows)]
+    prefix = torch.cat([torch.zeros(1, vectors.shape[1]), torch.cumsum(ordered.double(), dim=0).float()])
+    start_positions = torch.from_numpy(position_of_row[first_row])
+    window_sums = prefix[start_positions + torch.from_numpy(size)] - prefix[start_positions]
+    return SongUnits(song_vectors, torch.nn.functional.normalize(window_sums, dim=1),
+                     np.asarray(songs, dtype=np.int64), first_row, size, song_row_start.astype(np.int64),
+                     song_rows.astype(np.int64))
+
+
+def _best_lines(units: SongUnits, song: int, query: torch.Tensor, row_vectors_of, count: int) -> list[LineMatch]:
+    """The ``count`` best lines of one song for the query (shown under a song found by a song-level unit)."""
+    rows = units.song_rows[units.song_row_start[song]:units.song_row_start[song + 1]]
+    scores = (row_vectors_of(rows) @ query).numpy()
+    order = np.lexsort((rows, -scores))[:count]
+    return [LineMatch(int(rows[i]), float(scores[i])) for i in order]
+
+
+def rank_songs_by_units(ranking: str, query_vector: np.ndarray, units: SongUnits, row_vectors_of, *,
+                        allowed_songs: np.ndarray | None, threshold: float,
+                        low_score_weight: float = SETTINGS.low_score_weight, top_n: int = SETTINGS.default_top_n,
+                        shown_lines: int = SETTINGS.shown_lines_per_song) -> list[SongHit]:
+    """Rank songs by ``song-mean``, ``windows`` or ``hybrid`` (see the section comment).
+
+    Args:
+        row_vectors_of: Maps an array of index rows to their (rows, d) float32 unit vectors.
+        allowed_songs: Boolean mask over songs (the valence range), or None for all.
+
+    Returns:
+        Songs by descending score (ties: lower song position first), each with its best lines, best first.
+    """
+    query = torch.from_numpy(np.ascontiguousarray(query_vector, dtype=np.float32).reshape(-1))
+    n_songs = len(units.song_vectors)
+    allowed = np.ones(n_songs, dtype=bool) if allowed_songs is None else np.asarray(allowed_songs, dtype=bool)
+    has_rows = np.diff(units.song_row_start) > 0
+    window_scores = units.window_vectors @ query
+    window_scores[torch.from_numpy(~allowed[units.window_song])] = -torch.inf
+    if ranking == "windows":
+        windows, scores = top_k_rows(window_scores, SETTINGS.top_k_lines)
+        hits = rank_songs(windows, scores, units.window_song, threshold=threshold,
+                          low_score_weight=low_score_weight, top_n=top_n)
+    else:
+        song_scores = (units.song_vectors @ query).numpy().astype(np.float64)
+        if ranking == "hybrid":
+            best_window = np.full(n_songs, -np.inf)
+            np.maximum.at(best_window, units.window_song, window_scores.numpy().astype(np.float64))
+            song_scores = (SETTINGS.hybrid_song_weight * song_scores
+                           + (1.0 - SETTINGS.hybrid_song_weight) * best_window)
+        elif ranking != "song-mean":
+            raise QueryError(f"unknown ranking {ranking!r}: choose one of {', '.join(RANKING_NAMES)}")
+        song_scores[~(allowed & has_rows)] = -np.inf
+        songs, scores = top_k_rows(torch.from_numpy(song_scores), top_n)
+        hits = [SongHit(int(song), float(score)) for song, score in zip(songs, scores, strict=True)]
+    for hit in hits:
+        hit.lines = _best_lines(units, hit.song_index, query, row_vectors_of, shown_lines)
+    return hits

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from recommender.catalog import Catalog
@@ -22,7 +23,16 @@ from recommender.embeddings import build_embeddings, load_embeddings
 from recommender.encoders import TextEncoder, load_encoder
 from recommender.errors import EmbeddingsMismatchError, ModelUnavailableError, QueryError, RecommenderError
 from recommender.index import LineIndex
-from recommender.ranking import SongHit, rank_songs, songs_in_valence_range
+from recommender.ranking import (
+    SEED_RANKING,
+    SongHit,
+    SongUnits,
+    build_song_units,
+    check_ranking,
+    rank_songs,
+    rank_songs_by_units,
+    songs_in_valence_range,
+)
 from space_config import SETTINGS
 
 logger = logging.getLogger(__name__)
@@ -102,6 +112,7 @@ class Recommender:
     embeddings_label: str
     threshold: float = SETTINGS.default_threshold
     notices: list[str] = field(default_factory=list)
+    _units: SongUnits | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, *, catalog_dir: str | os.PathLike | None = None, embeddings_dir: str | os.PathLike | None = None,
@@ -137,20 +148,24 @@ class Recommender:
                    threshold, notices)
 
     def search_text(self, query: str, *, valence_min: float = 0.0, valence_max: float = 1.0,
-                    top_n: int = SETTINGS.default_top_n) -> dict:
+                    top_n: int = SETTINGS.default_top_n, ranking: str | None = None) -> dict:
         """Songs whose lyric lines mean what ``query`` says, in the CLI's JSON shape.
 
+        Args:
+            ranking: A name from ``recommender.ranking.RANKING_NAMES``; None = ``SETTINGS.default_ranking``.
+
         Raises:
-            QueryError: Empty or too long query, bad valence range or top_n.
+            QueryError: Empty or too long query, bad valence range, top_n or ranking.
         """
         cleaned = check_query(query)
         top_n = check_top_n(top_n)
+        ranking = check_ranking(ranking)
         allowed = songs_in_valence_range(self.catalog.songs["valence"].to_numpy(), valence_min, valence_max)
         query_vector = self.encoder.encode_queries([cleaned])[0]
-        return self.search_vector(query_vector, query=cleaned, allowed_songs=allowed, top_n=top_n)
+        return self.search_vector(query_vector, query=cleaned, allowed_songs=allowed, top_n=top_n, ranking=ranking)
 
     def search_image(self, image: object, *, valence_min: float = 0.0, valence_max: float = 1.0,
-                     top_n: int = SETTINGS.default_top_n) -> dict:
+                     top_n: int = SETTINGS.default_top_n, ranking: str | None = None) -> dict:
         """Songs whose lyric lines match a picture (CLIP image tower vs the lines' CLIP text embeddings).
 
         Args:
@@ -163,19 +178,39 @@ class Recommender:
             raise QueryError(f"model {self.encoder.name!r} is a text model: image search needs a CLIP model "
                              "(for example --model clip)")
         top_n = check_top_n(top_n)
+        ranking = check_ranking(ranking)
         allowed = songs_in_valence_range(self.catalog.songs["valence"].to_numpy(), valence_min, valence_max)
         query_vector = self.encoder.encode_images([image])[0]
         label = f"image:{Path(image).name}" if isinstance(image, (str, os.PathLike)) else "image"
-        return self.search_vector(query_vector, query=label, allowed_songs=allowed, top_n=top_n)
+        return self.search_vector(query_vector, query=label, allowed_songs=allowed, top_n=top_n, ranking=ranking)
 
     def search_vector(self, query_vector: np.ndarray, *, query: str, allowed_songs: np.ndarray,
-                      top_n: int) -> dict:
-        """Rank songs for an already-embedded query (text or image)."""
-        rows, scores = self.index.search(query_vector, allowed_songs=allowed_songs, k=SETTINGS.top_k_lines)
-        hits = rank_songs(rows, scores, self.index.row_song, threshold=self.threshold,
-                          low_score_weight=SETTINGS.low_score_weight, top_n=top_n)
-        return {"query": query, "model": self.encoder.name, "results": [self._song_json(rank, hit)
-                                                                        for rank, hit in enumerate(hits, 1)]}
+                      top_n: int, ranking: str = SEED_RANKING) -> dict:
+        """Rank songs for an already-embedded query (text or image) with the named ranking."""
+        hits = self.rank(query_vector, allowed_songs=allowed_songs, top_n=top_n, ranking=ranking)
+        return {"query": query, "model": self.encoder.name, "ranking": ranking,
+                "results": [self._song_json(rank, hit) for rank, hit in enumerate(hits, 1)]}
+
+    def rank(self, query_vector: np.ndarray, *, allowed_songs: np.ndarray | None, top_n: int,
+             ranking: str = SEED_RANKING) -> list[SongHit]:
+        """Ranked songs (positions in ``catalog.songs``) for a query vector: the seed rule or a song-level one."""
+        if ranking == SEED_RANKING:
+            rows, scores = self.index.search(query_vector, allowed_songs=allowed_songs, k=SETTINGS.top_k_lines)
+            return rank_songs(rows, scores, self.index.row_song, threshold=self.threshold,
+                              low_score_weight=SETTINGS.low_score_weight, top_n=top_n)
+        return rank_songs_by_units(ranking, query_vector, self.song_units(), self._row_vectors,
+                                   allowed_songs=allowed_songs, threshold=self.threshold, top_n=top_n)
+
+    def _row_vectors(self, rows: np.ndarray) -> torch.Tensor:
+        return self.index.vectors[torch.from_numpy(np.asarray(self.index.row_text[rows], dtype=np.int64))]
+
+    def song_units(self) -> SongUnits:
+        """Song vectors and line windows, built from the index's vectors on first use (under a second for 100k
+        lines; the seed ranking never needs them)."""
+        if self._units is None:
+            all_rows = np.arange(len(self.index), dtype=np.int64)
+            self._units = build_song_units(self.index.row_song, self._row_vectors(all_rows), len(self.catalog.songs))
+        return self._units
 
     def _song_json(self, rank: int, hit: SongHit) -> dict:
         song = self.catalog.songs.iloc[hit.song_index]

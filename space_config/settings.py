@@ -43,6 +43,13 @@ class Settings:
     default_top_n: int = 10
     max_top_n: int = 50
     max_query_chars: int = 2000
+    # Rankings beyond the seed rule (recommender/ranking.py). default_ranking is what the app, the API and the CLI
+    # use when none is named; "seed" is the study's rule and stays selectable.
+    default_ranking: str = "seed"
+    window_lines: int = 4  # lines per window ("windows", "hybrid")
+    window_stride: int = 2  # a new window every window_stride lines
+    hybrid_song_weight: float = 0.5  # hybrid = w · cos(song vector) + (1 − w) · cos(best window)
+    shown_lines_per_song: int = 3  # lines shown under a song found by a song-level ranking
 
     # Models. The packaged model is the embedded default and the offline fallback.
     baseline_model: str = "baseline"
