@@ -11,7 +11,11 @@ Two input formats are read (detected per file, see ``detect_format``):
   (in CSV, a JSON string in the ``annotations`` column).
 
 Every dropped or repaired thing is counted in ``Catalog.report`` (written as ``ingest_report.json``); the pair
-counts always add up: ``pairs_total == pairs_kept + sum(pairs_dropped_*)``.
+counts always add up: ``pairs_total == pairs_kept + sum(pairs_dropped_*)``, and so do the row counts: every row
+read is a song, a row merged into one (``duplicate_songs_merged``, ``song_versions_merged``,
+``near_duplicate_lyrics_merged``) or a dropped row (``rows_without_*``, ``rows_wrong_lyrics_page``; see
+``ROW_OUTCOME_KEYS``). Search shows one row per song, so versions of a song (remaster, live, radio edit,
+``feat.``, near-identical lyrics) are collapsed into one here.
 
 The cleaning and matching helpers are pure functions so they can be tested on hand-written strings.
 """
@@ -58,6 +62,16 @@ PAIR_DROP_KEYS = (
     "pairs_dropped_malformed",
     "pairs_dropped_duplicate",
     "pairs_dropped_song_dropped",
+)
+# Where each row read ends up: rows_read == songs + sum(report[key] for key in ROW_OUTCOME_KEYS).
+ROW_OUTCOME_KEYS = (
+    "rows_without_artist_or_title",
+    "rows_without_lyrics",
+    "rows_wrong_lyrics_page",
+    "rows_without_lines_after_cleaning",
+    "duplicate_songs_merged",
+    "song_versions_merged",
+    "near_duplicate_lyrics_merged",
 )
 CLEANING_KEYS = (
     "title_prefix_removed",
@@ -319,6 +333,82 @@ def titles_match(page_title: str, title: str, threshold: float = 0.85) -> bool:
             if difflib.SequenceMatcher(None, page_compact, title_compact).ratio() >= threshold:
                 return True
     return False
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Versions of one song (remaster, live, radio edit, feat. ...) and near-identical lyrics
+# --------------------------------------------------------------------------------------------------------------
+
+# What a version decoration says (text after " - " or inside brackets). Only these words make a part removable,
+# so a real parenthesised title part ("I Ran (So Far Away)") is kept.
+_DECORATION = re.compile(
+    r"""^(?:feat\.?|ft\.|featuring|with)\s+\S
+    |\bre-?master(?:ed)?\b|\bremix(?:ed)?\b|\bmix\b|\bedit\b|\bversion\b|\bmono\b|\bstereo\b|\bdemo\b
+    |\bacoustic\b|\bunplugged\b|\binstrumental\b|\bsoundtrack\b|\bbonus\s+track\b|\bre-?recorded\b
+    |\bdeluxe\b|\banniversary\b|\bextended\b|\bsession\b
+    |^live(?:\s*$|\s*[/,]|\s+(?:at|from|in|on|version|recording|session|\d))|\blive\s+(?:at|from|in|on)\b
+    |^from\s+(?:the\s+)?["“'].+|^from\s+.*\b(?:movie|film|motion\s+picture|series|musical)\b""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# A language version has other lyrics: not the same song for search.
+_LANGUAGE = re.compile(r"\b(?:spanish|español|espanol|english|french|français|german|deutsch|italian|portuguese|"
+                       r"japanese|korean|chinese|translation|traducción)\b", re.IGNORECASE)
+_DASH_SEPARATOR = re.compile(r"\s*[-\u2013\u2014]\s+|\s+[-\u2013\u2014]\s*")
+_BRACKET_PART = re.compile(r"\s*(?:\(([^()]*)\)|\[([^\[\]]*)\])")
+_TRAILING_FEAT = re.compile(r"\s+(?:feat\.?|ft\.|featuring)\s+\S.*$", re.IGNORECASE)
+_ARTIST_TAIL = re.compile(r"\s*[(\[]?\s*\b(?:feat\.?|ft\.|featuring|with)\s+\S.*$|\s+&\s+\S.*$", re.IGNORECASE)
+VERSION_JACCARD = 0.8  # distinct-line Jaccard at which two songs of one artist are the same lyrics
+MIN_DISTINCT_LINES = 4  # shorter lyrics ("Instrumental", a placeholder) are too little evidence to merge on
+
+
+def _is_decoration(text: str) -> bool:
+    return bool(_DECORATION.search(text.strip())) and not _LANGUAGE.search(text)
+
+
+def strip_version(title: str) -> str:
+    """The base title without version decorations: ``"Hey Jude - Remastered 2015"`` -> ``"Hey Jude"``.
+
+    Removes ``" - <decoration>"`` tails (all parts after the first dash must be decorations), bracketed
+    decorations anywhere (``"(Live at Wembley)"``, ``"[feat. X]"``, ``"(with X)"``) and a bare ``" feat. X"`` tail.
+    Bracketed parts without a version word stay, and so does the whole title if nothing would be left.
+    """
+    base = " ".join(title.translate(_QUOTES).split())
+    while True:
+        before = base
+        parts = _DASH_SEPARATOR.split(base)
+        separators = list(_DASH_SEPARATOR.finditer(base))
+        cut = next((cut for cut in range(1, len(parts)) if all(_is_decoration(part) for part in parts[cut:])), None)
+        if cut is not None:
+            base = base[: separators[cut - 1].start()]
+        base = _BRACKET_PART.sub(lambda m: "" if _is_decoration(m.group(1) or m.group(2) or "") else m.group(0),
+                                 base).strip()
+        base = _TRAILING_FEAT.sub("", base).strip()
+        if not base:
+            return " ".join(title.split())
+        if base == before:
+            return base
+
+
+def has_version_decoration(title: str) -> bool:
+    """Whether ``strip_version`` removes anything that matters for matching (so this is not the original)."""
+    return loose_normalize(strip_version(title)) != loose_normalize(title)
+
+
+def primary_artist(artist: str) -> str:
+    """Normalized artist without a ``feat. X`` / ``featuring X`` / ``with X`` / ``& X`` tail, for grouping."""
+    stripped = _ARTIST_TAIL.sub("", " ".join(artist.split())).strip()
+    return loose_normalize(stripped or artist)
+
+
+def version_key(artist: str, title: str) -> tuple[str, str]:
+    """``(primary artist, base title)``: equal keys mean versions of one song."""
+    return primary_artist(artist), loose_normalize(strip_version(title))
+
+
+def line_set_jaccard(first: set[str], second: set[str]) -> float:
+    """Jaccard similarity of two sets of distinct normalized lines (0 when both are empty)."""
+    union = len(first | second)
+    return len(first & second) / union if union else 0.0
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -642,11 +732,99 @@ class _Row:
     raw_pairs: list[RawPair]
 
 
+@dataclass
+class _Pending:
+    """A record whose artist is missing: resolved once every row of the ingest is known (see ``_ArtistIndex``)."""
+
+    record: dict
+    fmt: str
+    raw_pairs: list[RawPair]
+    title: str
+    title_repaired: bool
+
+
 def _text_field(record: dict, name: str) -> str | None:
     value = record.get(name)
     if _is_blank(value):
         return None
     return " ".join(str(value).split())
+
+
+_MISSING_NAMES = frozenset({"nan", "none", "null", "n/a", "-", "--", "?", "unknown"})
+
+
+def _name_field(record: dict, name: str) -> str | None:
+    """A title or artist, with placeholders (``"nan"``, ``"None"``, ``"-"``...) left by exports read as missing."""
+    value = _text_field(record, name)
+    return None if value is None or value.casefold() in _MISSING_NAMES else value
+
+
+# Genius pages that are not one song: their page title must not become a song title.
+_NOT_A_SONG_PAGE = re.compile(
+    r"release calendar|listening log|album challenge|discography|tracklist|collection|best albums|greatest|"
+    r"\bchap(?:ter|\.)|\bscript\b|playlist|speech|traducci|translation|\bv\.\s|\bvs\.?\s|consumption",
+    re.IGNORECASE)
+_PLACEHOLDER_ARTISTS = frozenset({"various artists", "various", "unknown artist"})
+
+
+def _title_from_page(lyrics: Any, artist: str | None) -> str | None:
+    """The song title in a Genius ``"<Title> Lyrics"`` prefix, unless the page is a calendar, list or book.
+
+    A compilation placeholder artist ("Various Artists") marks a wrong Genius match, so nothing is taken from it.
+    """
+    if not isinstance(lyrics, str) or _is_blank(lyrics):
+        return None
+    if artist is not None and loose_normalize(artist) in _PLACEHOLDER_ARTISTS:
+        return None
+    _, page_title = remove_title_prefix(lyrics.replace("\r\n", "\n").translate(_INVISIBLE))
+    if not page_title or _NOT_A_SONG_PAGE.search(page_title) or not loose_normalize(page_title):
+        return None
+    return " ".join(page_title.split())
+
+
+def genius_slug(text: str) -> str:
+    """Genius' URL slug of a name: ``"Guns N' Roses"`` -> ``"guns-n-roses"`` (case-folded)."""
+    return "-".join(loose_normalize(text.replace("&", " and ")).split())
+
+
+class _ArtistIndex:
+    """Artists of the rows that have one, to repair rows that lack one: only from evidence in this ingest.
+
+    A missing artist is taken from rows with the same Genius url or genius_id when those all name one artist, or
+    from a Genius url (``https://genius.com/Adele-hello-lyrics``) whose slug starts with a known artist's slug.
+    """
+
+    def __init__(self, rows: Iterable[_Row]) -> None:
+        self.by_url: dict[str, dict[str, str]] = {}
+        self.by_genius_id: dict[str, dict[str, str]] = {}
+        self.by_slug: dict[str, str] = {}
+        for row in rows:
+            artist = row.meta["artist"]
+            key = loose_normalize(artist)
+            if key in _PLACEHOLDER_ARTISTS:
+                continue
+            if row.meta.get("url"):
+                self.by_url.setdefault(row.meta["url"].casefold(), {}).setdefault(key, artist)
+            if row.meta.get("genius_id"):
+                self.by_genius_id.setdefault(row.meta["genius_id"], {}).setdefault(key, artist)
+            self.by_slug.setdefault(genius_slug(artist), artist)
+
+    def artist_for(self, record: dict, title: str | None) -> str | None:
+        url = _text_field(record, "url")
+        for found in (self.by_url.get(url.casefold()) if url else None,
+                      self.by_genius_id.get(_genius_id(record.get("genius_id")) or "")):
+            if found and len(found) == 1:
+                return next(iter(found.values()))
+        if not url:
+            return None
+        slug = url.rstrip("/").rsplit("/", 1)[-1].casefold()
+        if not slug.endswith("-lyrics"):
+            return None
+        slug = slug[: -len("-lyrics")]
+        if title and slug.endswith("-" + genius_slug(title)):
+            return self.by_slug.get(slug[: -len(genius_slug(title)) - 1])
+        prefixes = [known for known in self.by_slug if slug.startswith(known + "-")]
+        return self.by_slug[max(prefixes, key=len)] if prefixes else None
 
 
 def _number(value: Any) -> tuple[float | None, bool]:
@@ -698,6 +876,7 @@ def _new_report() -> Counter:
     for key in (
         "rows_read", "records_unparseable", "rows_without_artist_or_title", "rows_without_lyrics",
         "rows_wrong_lyrics_page", "rows_without_lines_after_cleaning", "duplicate_songs_merged",
+        "song_versions_merged", "near_duplicate_lyrics_merged", "rows_title_repaired", "rows_artist_repaired",
         "valence_missing", "invalid_valence", "invalid_audio_features", "annotation_parse_errors",
         "rows_with_annotations", "pairs_total", "pairs_kept", *PAIR_DROP_KEYS, *CLEANING_KEYS,
         "pairs_mapped_exact", "pairs_mapped_loose", "pairs_mapped_partial", "pairs_mapped_section",
@@ -714,9 +893,12 @@ def ingest_sources(sources: Sequence[str | os.PathLike], *, drop_wrong_pages: bo
         drop_wrong_pages: Drop Spot-A-Mood rows whose Genius page title (the ``"<Title> Lyrics"`` prefix) does not
             match the song title: those pages are release calendars, book chapters or other songs, not the lyrics.
 
-    Rows lacking artist, title or lyrics are dropped; songs with the same ``make_song_id`` are merged (the first
-    occurrence's lyrics and metadata, missing metadata filled from later ones, pairs united and de-duplicated).
-    Cleaning and valence counts in the report are over the songs kept; row counts are over rows read.
+    A missing title is repaired from the Genius ``"<Title> Lyrics"`` prefix, a missing artist from other rows
+    (same Genius url or genius_id, or a url slug naming a known artist); rows still lacking either, or lacking
+    lyrics, are dropped. Songs with the same ``make_song_id`` are merged (the first occurrence's lyrics and
+    metadata, missing metadata filled from later ones, pairs united and de-duplicated), and so are versions of
+    one song (see ``_collapse_versions``). Cleaning and valence counts in the report are over the songs kept; row
+    counts are over rows read.
 
     Raises:
         IngestError: A source is missing or unreadable as a whole.
@@ -724,7 +906,7 @@ def ingest_sources(sources: Sequence[str | os.PathLike], *, drop_wrong_pages: bo
     files = [(path, detect_format(path)) for path in expand_sources(sources)]
     counts = _new_report()
     rows_per_file: dict[str, dict[str, Any]] = {}
-    rows: list[_Row] = []
+    rows: list[_Row | _Pending] = []
     for path, fmt in files:
         file_counts: Counter = Counter()
         if fmt in (FORMAT_SPOTAMOOD, FORMAT_NATIVE_CSV):
@@ -745,7 +927,7 @@ def ingest_sources(sources: Sequence[str | os.PathLike], *, drop_wrong_pages: bo
         rows_per_file[str(path)] = {"format": fmt, "rows_read": read,
                                     "records_unparseable": file_counts["records_unparseable"]}
 
-    songs, lines, pairs = _assemble(rows, counts)
+    songs, lines, pairs = _assemble(_resolve_pending(rows, counts, drop_wrong_pages), counts)
     report: dict[str, Any] = {key: int(value) for key, value in sorted(counts.items())}
     report["sources"] = [str(Path(source)) for source in ([sources] if isinstance(sources, (str, os.PathLike))
                                                           else sources)]
@@ -757,8 +939,12 @@ def ingest_sources(sources: Sequence[str | os.PathLike], *, drop_wrong_pages: bo
     return Catalog(songs, lines, pairs, report)
 
 
-def _read_record(record: dict, fmt: str, counts: Counter, drop_wrong_pages: bool) -> _Row | None:
-    """Clean one record; count and return ``None`` when it is dropped (its pairs counted as dropped too)."""
+def _read_record(record: dict, fmt: str, counts: Counter, drop_wrong_pages: bool) -> _Row | _Pending | None:
+    """Clean one record; count and return ``None`` when it is dropped (its pairs counted as dropped too).
+
+    A missing title is repaired from the Genius page title (Spot-A-Mood only); a missing artist can only be
+    repaired from other rows, so such a record comes back as ``_Pending``.
+    """
     record = {str(key).strip().lower(): value for key, value in record.items()}
     raw_pairs: list[RawPair] = []
     try:
@@ -771,39 +957,134 @@ def _read_record(record: dict, fmt: str, counts: Counter, drop_wrong_pages: bool
     counts["pairs_total"] += len(raw_pairs)
     counts["rows_with_annotations"] += int(bool(raw_pairs))
 
-    def drop(reason: str, pair_reason: str = "pairs_dropped_song_dropped") -> None:
-        counts[reason] += 1
-        counts[pair_reason] += len(raw_pairs)
-
-    title, artist = _text_field(record, "title"), _text_field(record, "artist")
-    if title is None or artist is None:
-        drop("rows_without_artist_or_title")
+    title, artist = _name_field(record, "title"), _name_field(record, "artist")
+    title_repaired = False
+    if title is None and fmt == FORMAT_SPOTAMOOD:
+        title = _title_from_page(record.get("lyrics"), artist)
+        title_repaired = title is not None
+    if title is None:
+        _drop(counts, raw_pairs, "rows_without_artist_or_title")
         return None
+    if artist is None:
+        return _Pending(record, fmt, raw_pairs, title, title_repaired)
+    return _finish_record(record, fmt, raw_pairs, title, artist, counts, drop_wrong_pages,
+                          title_repaired=title_repaired)
+
+
+def _drop(counts: Counter, raw_pairs: list[RawPair], reason: str,
+          pair_reason: str = "pairs_dropped_song_dropped") -> None:
+    counts[reason] += 1
+    counts[pair_reason] += len(raw_pairs)
+
+
+def _finish_record(record: dict, fmt: str, raw_pairs: list[RawPair], title: str, artist: str, counts: Counter,
+                   drop_wrong_pages: bool, *, title_repaired: bool = False,
+                   artist_repaired: bool = False) -> _Row | None:
+    """Clean the lyrics of a record that has a title and an artist (given or repaired)."""
+    counts["rows_title_repaired"] += int(title_repaired)
+    counts["rows_artist_repaired"] += int(artist_repaired)
     lyrics = record.get("lyrics")
     if _is_blank(lyrics) or not isinstance(lyrics, str):
-        drop("rows_without_lyrics")
+        _drop(counts, raw_pairs, "rows_without_lyrics")
         return None
     cleaned = clean_lyrics(lyrics, title, genius_prefix=fmt == FORMAT_SPOTAMOOD)
     if (drop_wrong_pages and fmt == FORMAT_SPOTAMOOD and cleaned.page_title is not None
             and not titles_match(cleaned.page_title, title)):
-        drop("rows_wrong_lyrics_page", "pairs_dropped_wrong_match")
+        _drop(counts, raw_pairs, "rows_wrong_lyrics_page", "pairs_dropped_wrong_match")
         return None
     if not cleaned.lines:
-        drop("rows_without_lines_after_cleaning")
+        _drop(counts, raw_pairs, "rows_without_lines_after_cleaning")
         return None
     meta = {"title": title, "artist": artist, **_metadata(record)}
     return _Row(make_song_id(artist, title), meta, cleaned, raw_pairs)
 
 
-def _assemble(rows: list[_Row], counts: Counter) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    groups: dict[str, list[_Row]] = {}
+def _resolve_pending(rows: list[_Row | _Pending], counts: Counter, drop_wrong_pages: bool) -> list[_Row]:
+    """Repair the artist of each ``_Pending`` record from the other rows, in place; drop (and count) the rest."""
+    index = _ArtistIndex(row for row in rows if isinstance(row, _Row))
+    resolved: list[_Row] = []
     for row in rows:
-        groups.setdefault(row.song_id, []).append(row)
+        if isinstance(row, _Pending):
+            artist = index.artist_for(row.record, row.title)
+            if artist is None:
+                _drop(counts, row.raw_pairs, "rows_without_artist_or_title")
+                continue
+            finished = _finish_record(row.record, row.fmt, row.raw_pairs, row.title, artist, counts,
+                                      drop_wrong_pages, title_repaired=row.title_repaired, artist_repaired=True)
+            if finished is None:
+                continue
+            row = finished
+        resolved.append(row)
+    return resolved
+
+
+def _collapse_versions(groups: list[list[_Row]], counts: Counter) -> list[list[_Row]]:
+    """Merge groups (rows of one ``song_id``) that are versions of one song; the canonical group's rows first.
+
+    Two songs are one when (a) the primary artist and the title without version decorations are equal
+    (``song_versions_merged``), or (b) one primary artist's lyrics share at least ``VERSION_JACCARD`` of their
+    distinct lines, or any artists' normalized lyrics are identical (``near_duplicate_lyrics_merged``). Each
+    count is the number of songs folded into another. The canonical version has an undecorated title, then the
+    most lines, then came first; its ``song_id`` and lyrics are kept, so re-ingesting gives the same ids.
+    """
+    parent = list(range(len(groups)))
+
+    def find(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    def union(first: int, second: int, key: str) -> None:
+        first, second = find(first), find(second)
+        if first != second:
+            parent[max(first, second)] = min(first, second)
+            counts[key] += 1
+
+    firsts = [group[0] for group in groups]
+    by_version: dict[tuple[str, str], int] = {}
+    for index, row in enumerate(firsts):
+        key = version_key(row.meta["artist"], row.meta["title"])
+        if key[1]:
+            union(by_version.setdefault(key, index), index, "song_versions_merged")
+
+    line_sets = [{loose_normalize(line) for line in row.cleaned.lines} - {""} for row in firsts]
+    by_artist: dict[str, list[int]] = {}
+    by_text: dict[str, int] = {}
+    for index, row in enumerate(firsts):
+        if len(line_sets[index]) < MIN_DISTINCT_LINES:
+            continue
+        text = "\n".join(loose_normalize(line) for line in row.cleaned.lines)
+        union(by_text.setdefault(text, index), index, "near_duplicate_lyrics_merged")
+        same_artist = by_artist.setdefault(primary_artist(row.meta["artist"]), [])
+        for other in same_artist:
+            if line_set_jaccard(line_sets[other], line_sets[index]) >= VERSION_JACCARD:
+                union(other, index, "near_duplicate_lyrics_merged")
+        same_artist.append(index)
+
+    clusters: dict[int, list[int]] = {}
+    for index in range(len(groups)):
+        clusters.setdefault(find(index), []).append(index)
+    merged = []
+    for members in clusters.values():  # in order of each cluster's first-seen song
+        canonical = min(members, key=lambda index: (has_version_decoration(firsts[index].meta["title"]),
+                                                    -len(firsts[index].cleaned.lines), index))
+        merged.append([row for index in [canonical, *(m for m in members if m != canonical)]
+                       for row in groups[index]])
+    return merged
+
+
+def _assemble(rows: list[_Row], counts: Counter) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Songs, lines and pairs tables: duplicates and versions merged, every row's pairs mapped onto the kept lyrics."""
+    by_id: dict[str, list[_Row]] = {}
+    for row in rows:
+        by_id.setdefault(row.song_id, []).append(row)
+    counts["duplicate_songs_merged"] += sum(len(group) - 1 for group in by_id.values())
     song_records, line_records, pair_records = [], [], []
     next_line_id = 0
-    for song_id, group in groups.items():
+    for group in _collapse_versions(list(by_id.values()), counts):
         first = group[0]
-        counts["duplicate_songs_merged"] += len(group) - 1
+        song_id = first.song_id
         meta = dict(first.meta)
         for later in group[1:]:
             for key, value in later.meta.items():

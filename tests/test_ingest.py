@@ -22,6 +22,7 @@ from recommender.ingest import (
     MAP_PARTIAL,
     MAP_SECTION,
     PAIR_DROP_KEYS,
+    ROW_OUTCOME_KEYS,
     AnnotationParseError,
     IngestError,
     RawPair,
@@ -30,6 +31,8 @@ from recommender.ingest import (
     detect_format,
     expand_sources,
     fragment_lines,
+    genius_slug,
+    has_version_decoration,
     ingest_sources,
     is_section_header,
     looks_like_tracklist,
@@ -38,12 +41,15 @@ from recommender.ingest import (
     normalize_for_match,
     parse_native_annotations,
     parse_spotamood_annotation,
+    primary_artist,
     remove_embed_suffix,
     remove_ticket_ads,
     remove_title_prefix,
     remove_you_might_also_like,
     strip_leading_header,
+    strip_version,
     titles_match,
+    version_key,
 )
 
 SONGSDATA_DIR = Path(__file__).resolve().parents[2] / "shared/datasets/songsdata"
@@ -78,6 +84,11 @@ def annotation_literal(items) -> str:
 
 def pairs_add_up(report: dict) -> bool:
     return report["pairs_total"] == report["pairs_kept"] + sum(report[key] for key in PAIR_DROP_KEYS)
+
+
+def rows_add_up(report: dict) -> bool:
+    """Every row read is a song, merged into one, or dropped for a counted reason."""
+    return report["rows_read"] == report["songs"] + sum(report[key] for key in ROW_OUTCOME_KEYS)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -385,6 +396,8 @@ def test_fixture_report_counts_exactly(fixture_csv, tmp_path, monkeypatch):
     expected = {
         "rows_read": 7, "records_unparseable": 0, "rows_without_artist_or_title": 1, "rows_without_lyrics": 1,
         "rows_wrong_lyrics_page": 1, "rows_without_lines_after_cleaning": 0, "duplicate_songs_merged": 1,
+        "song_versions_merged": 0, "near_duplicate_lyrics_merged": 0, "rows_title_repaired": 0,
+        "rows_artist_repaired": 0,
         "valence_missing": 1, "invalid_valence": 1, "invalid_audio_features": 0, "annotation_parse_errors": 2,
         "rows_with_annotations": 5,
         "pairs_total": 15, "pairs_kept": 5, "pairs_dropped_fragment_not_found": 1, "pairs_dropped_wrong_match": 2,
@@ -397,7 +410,7 @@ def test_fixture_report_counts_exactly(fixture_csv, tmp_path, monkeypatch):
         "songs": 3, "lines": 10, "pairs": 5, "songs_with_pairs": 1,
     }
     assert {key: report[key] for key in expected} == expected
-    assert pairs_add_up(report)
+    assert pairs_add_up(report) and rows_add_up(report)
     assert report["sources"] == [str(fixture_csv)]
     assert report["files"] == {str(fixture_csv): {"format": FORMAT_SPOTAMOOD, "rows_read": 7,
                                                   "records_unparseable": 0}}
@@ -445,7 +458,7 @@ def test_saved_catalog_carries_the_report(fixture_csv, tmp_path):
 def test_drop_wrong_pages_can_be_turned_off(fixture_csv):
     report = ingest_sources([fixture_csv], drop_wrong_pages=False).report
     assert report["rows_wrong_lyrics_page"] == 0 and report["songs"] == 4
-    assert pairs_add_up(report)
+    assert pairs_add_up(report) and rows_add_up(report)
 
 
 def test_native_jsonl(tmp_path):
@@ -572,6 +585,183 @@ def test_the_embedded_default_catalog_ingests_cleanly():
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Versions of one song, near-identical lyrics, repaired titles and artists
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("title", "base"), [
+    ("Hey Jude - Remastered 2015", "Hey Jude"),
+    ("Hotel California - 2013 Remaster", "Hotel California"),
+    ("Glass River - Live", "Glass River"),
+    ("Glass River (Live at Wembley)", "Glass River"),
+    ("Glass River - Radio Edit", "Glass River"),
+    ("Glass River (Radio Version)", "Glass River"),
+    ("Glass River - Single Version", "Glass River"),
+    ("Glass River - Acoustic Version", "Glass River"),
+    ("Only Wanna Be With You - Hootie Mix", "Only Wanna Be With You"),
+    ("Glass River - Extended 12\" Mix", "Glass River"),
+    ("Glass River - Mono", "Glass River"),
+    ("Glass River - Demo", "Glass River"),
+    ("Glass River (feat. Someone)", "Glass River"),
+    ("Glass River [feat. Someone]", "Glass River"),
+    ("Glass River (with Someone)", "Glass River"),
+    ("Glass River feat. Someone", "Glass River"),
+    ("Glass River - From \u201cSome Movie\u201d Soundtrack", "Glass River"),
+    ("Glass River (feat. Someone) - Live at Wembley - 1986 Remaster", "Glass River"),
+    # Real title parts and other songs are kept.
+    ("I Ran (So Far Away)", "I Ran (So Far Away)"),
+    ("(I Just) Died in Your Arms", "(I Just) Died in Your Arms"),
+    ("I'm Alive (Live Forever)", "I'm Alive (Live Forever)"),
+    ("Live Forever", "Live Forever"),
+    ("Dancing with Myself", "Dancing with Myself"),
+    ("Glass River - Part 2", "Glass River - Part 2"),
+    ("Despacito - Spanish Version", "Despacito - Spanish Version"),
+    ("Remix", "Remix"),
+])
+def test_strip_version(title, base):
+    assert strip_version(title) == base
+    assert has_version_decoration(title) == (title != base)
+
+
+def test_primary_artist_and_version_key():
+    assert primary_artist("Band feat. Guest") == primary_artist("BAND  featuring X") == "band"
+    assert primary_artist("Band & Other") == primary_artist("Band with Other") == "band"
+    assert primary_artist("Tyler, The Creator") == "tyler the creator"
+    assert primary_artist("With Confidence") == "with confidence"
+    assert version_key("Band feat. Guest", "Glass River - Remastered") == version_key("band", "glass river")
+    assert genius_slug("Guns N' Roses") == "guns-n-roses" and genius_slug("Simon & Garfunkel") == "simon-and-garfunkel"
+
+
+GLASS_RIVER = ["Glass river flowing", "Under the frozen sky", "We were never lonely", "Counting every star",
+               "Glass river flowing"]
+OTHER_LYRICS = ["Streets of neon burning", "Nobody knows my name", "Running through the city", "Lights go down"]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    return path
+
+
+def note(fragment: str, text: str) -> dict:
+    return {"fragment": fragment, "annotation": text}
+
+
+def test_versions_collapse_into_the_canonical_song(tmp_path):
+    records = [
+        {"title": "Glass River - Remastered 2011", "artist": "Band", "valence": 0.7,
+         "lyrics": "\n".join(GLASS_RIVER), "annotations": [note("Under the frozen sky", "Winter.")]},
+        {"title": "Glass River (feat. Guest)", "artist": "Band feat. Guest", "valence": 0.2,
+         "lyrics": "\n".join([*GLASS_RIVER, "Guest verse here"]),
+         "annotations": [note("We were never lonely", "Company."), note("Guest verse here", "Not in the original.")]},
+        {"title": "Glass River - Live at Wembley", "artist": "band", "lyrics": "\n".join(GLASS_RIVER[:3])},
+        {"title": "Glass River (Radio Edit)", "artist": "Band", "lyrics": "\n".join(GLASS_RIVER[:2]),
+         "annotations": [note("Under the frozen sky", "Winter.")]},
+        {"title": "Glass River", "artist": "Band", "lyrics": "\n".join(GLASS_RIVER[:4]),
+         "annotations": [note("Counting every star", "Hope.")]},
+        {"title": "I Ran (So Far Away)", "artist": "Band", "lyrics": "\n".join(OTHER_LYRICS)},
+        {"title": "I Ran", "artist": "Band", "lyrics": "One line only\nAnd another"},
+        {"title": "Glass River", "artist": "Other Band", "lyrics": "Completely different words\nNothing shared"},
+    ]
+    catalog = ingest_sources([write_jsonl(tmp_path / "songs.jsonl", records)])
+    report = catalog.report
+    assert report["song_versions_merged"] == 4 and report["near_duplicate_lyrics_merged"] == 0
+    assert report["songs"] == 4 and rows_add_up(report) and pairs_add_up(report)
+    songs = catalog.songs.set_index("song_id")
+    canonical = make_song_id("Band", "Glass River")
+    assert songs.loc[canonical, "title"] == "Glass River" and songs.loc[canonical, "artist"] == "Band"
+    assert songs.loc[canonical, "valence"] == 0.7  # missing in the original, filled from the first version
+    assert catalog.song_lines(canonical) == GLASS_RIVER[:4]  # the undecorated title's lyrics
+    assert sorted(catalog.songs["title"]) == ["Glass River", "Glass River", "I Ran", "I Ran (So Far Away)"]
+    pairs = catalog.pairs[catalog.pairs["song_id"] == canonical]
+    assert sorted(pairs["annotation"]) == ["Company.", "Hope.", "Winter."]  # versions' pairs kept, de-duplicated
+    assert report["pairs_dropped_duplicate"] == 1 and report["pairs_dropped_fragment_not_found"] == 1
+
+    # Ingesting in another order gives the same canonical id and title.
+    again = ingest_sources([write_jsonl(tmp_path / "reversed.jsonl", records[::-1])])
+    assert set(again.songs["song_id"]) == set(catalog.songs["song_id"])
+
+
+def test_the_most_complete_decorated_version_stands_in_for_a_missing_original(tmp_path):
+    records = [{"title": "Glass River - Radio Edit", "artist": "Band", "lyrics": "\n".join(GLASS_RIVER[:2])},
+               {"title": "Glass River - Live", "artist": "Band", "lyrics": "\n".join(GLASS_RIVER)}]
+    catalog = ingest_sources([write_jsonl(tmp_path / "songs.jsonl", records)])
+    assert catalog.songs["title"].tolist() == ["Glass River - Live"]
+    assert catalog.songs["song_id"].tolist() == [make_song_id("Band", "Glass River - Live")]
+
+
+TEN_LINES = [f"Line number {word} of the song" for word in
+             ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")]
+
+
+def test_near_identical_lyrics_merge_and_merely_similar_ones_do_not(tmp_path):
+    one_changed = [*TEN_LINES[:9], "A different ending"]  # 9 shared of 11 distinct lines: Jaccard 0.82
+    three_changed = [*TEN_LINES[:7], "New eight", "New nine", "New ten"]  # 7 of 13: 0.54
+    records = [
+        {"title": "Numbers", "artist": "Counter", "lyrics": "\n".join(TEN_LINES),
+         "annotations": [note("Line number two of the song", "Two.")]},
+        {"title": "Numbers Again", "artist": "Counter feat. Guest", "lyrics": "\n".join(one_changed),
+         "annotations": [note("Line number three of the song", "Three.")]},
+        {"title": "Other Numbers", "artist": "Counter", "lyrics": "\n".join(three_changed)},
+        # Another artist: similar lyrics are not enough, identical ones (up to case and punctuation) are.
+        {"title": "Cover", "artist": "Someone Else", "lyrics": "\n".join([*TEN_LINES[:9], "Cover ending"])},
+        {"title": "Same Words", "artist": "Third Artist", "lyrics": "\n".join(line.upper() + "!" for line in
+                                                                             three_changed)},
+        # Too short to be evidence: identical two-line lyrics stay apart.
+        {"title": "Short A", "artist": "X", "lyrics": "Oh\nYeah"},
+        {"title": "Short B", "artist": "Y", "lyrics": "Oh\nYeah"},
+    ]
+    catalog = ingest_sources([write_jsonl(tmp_path / "songs.jsonl", records)])
+    report = catalog.report
+    assert report["near_duplicate_lyrics_merged"] == 2 and report["song_versions_merged"] == 0
+    assert report["songs"] == 5 and rows_add_up(report) and pairs_add_up(report)
+    assert catalog.songs["title"].tolist() == ["Numbers", "Other Numbers", "Cover", "Short A", "Short B"]
+    numbers = make_song_id("Counter", "Numbers")
+    assert sorted(catalog.pairs.loc[catalog.pairs["song_id"] == numbers, "annotation"]) == ["Three.", "Two."]
+
+
+def test_missing_titles_are_repaired_from_the_genius_page_title(tmp_path):
+    rows = [
+        spotamood_row("Moon Band", "", "Paper Moon LyricsHanging in the sky\nPaper moon so high",
+                      annotation_literal([("Paper moon so high", [["The moon."]])])),
+        spotamood_row("Moon Band", "nan", "Silver Lake Lyrics\nStill water"),
+        spotamood_row("Moon Band", "  ", "just text without a page title"),
+        spotamood_row("Various Artists", "", "January 2031 Album Release Calendar Lyrics1/1\nA - B - 7/7",
+                      annotation_literal([("A - B - 7/7", [["B Lyrics and Tracklist"]])])),
+        spotamood_row("None", "Lost Song", "Lost Song Lyrics\nNo artist anywhere", genius_id="999"),
+    ]
+    catalog = ingest_sources([write_csv(tmp_path / "songs.csv", rows)])
+    report = catalog.report
+    assert report["rows_title_repaired"] == 2 and report["rows_artist_repaired"] == 0
+    assert report["rows_without_artist_or_title"] == 3 and report["pairs_dropped_song_dropped"] == 1
+    assert catalog.songs["title"].tolist() == ["Paper Moon", "Silver Lake"]
+    assert catalog.song_lines(make_song_id("Moon Band", "Paper Moon")) == ["Hanging in the sky", "Paper moon so high"]
+    assert catalog.pairs["annotation"].tolist() == ["The moon."]
+    assert rows_add_up(report) and pairs_add_up(report)
+
+
+def test_missing_artists_are_repaired_only_from_other_rows(tmp_path):
+    records = [
+        {"title": "Someone Like You", "artist": "null", "url": "https://genius.com/Adele-someone-like-you-lyrics",
+         "lyrics": "I heard that you're settled down"},  # before the row that names the artist: order is irrelevant
+        {"title": "Hello", "artist": "Adele", "url": "https://genius.com/Adele-hello-lyrics", "genius_id": 77,
+         "lyrics": "Hello, it's me"},
+        {"title": "Hello (Live)", "artist": "-", "url": "https://genius.com/Adele-hello-lyrics",
+         "lyrics": "Hello, it's me\nLive"},
+        {"title": "Skyfall", "artist": None, "genius_id": "77.0", "lyrics": "This is the end"},
+        {"title": "Rolling", "artist": "", "url": "https://genius.com/Unknown-band-rolling-lyrics", "lyrics": "Roll"},
+        {"title": "Orphan", "lyrics": "No artist, no url"},
+        {"title": "Other", "artist": "None", "url": "https://example.org/Adele-other", "lyrics": "Not Genius"},
+    ]
+    catalog = ingest_sources([write_jsonl(tmp_path / "songs.jsonl", records)])
+    report = catalog.report
+    assert report["rows_artist_repaired"] == 3 and report["rows_without_artist_or_title"] == 3
+    assert report["song_versions_merged"] == 1  # the repaired "Hello (Live)" is a version of "Hello"
+    assert catalog.songs["title"].tolist() == ["Someone Like You", "Hello", "Skyfall"]
+    assert set(catalog.songs["artist"]) == {"Adele"}
+    assert rows_add_up(report) and pairs_add_up(report)
+
+
+# ------------------------------------------------------------------------------------------------------------
 # Real data
 # ------------------------------------------------------------------------------------------------------------
 
@@ -592,6 +782,12 @@ def test_real_songsdata():
     # wrong Genius pages (release calendars, book chapters, other songs) are dropped with their annotations.
     assert 2000 <= report["songs"] <= 2800
     assert report["duplicate_songs_merged"] > 1000
+    # Versions (remix, extended mix, acoustic version ...) and near-identical lyrics fold into one song each.
+    assert 5 <= report["song_versions_merged"] <= 40 and 1 <= report["near_duplicate_lyrics_merged"] <= 40
+    assert rows_add_up(report)
+    keys = [version_key(artist, title) for artist, title in zip(catalog.songs["artist"], catalog.songs["title"],
+                                                                 strict=True)]
+    assert len(set(keys)) == len(keys)
     assert report["pairs_total"] == 5016 and report["rows_with_annotations"] == 1061
     assert 450 <= report["songs_with_pairs"] <= 644
     assert 2000 <= report["pairs_kept"] <= 3300
