@@ -156,3 +156,80 @@ def test_push_gate_both_ways():
                                  incumbent="old")
     assert not wins and "loses songs" in reason
     assert not push_decision(gate_result((0.1, 0.05, 0.15), (0, 0, 0)), candidate="x", incumbent="old")[0]
+
+
+def with_user(result, ci, *, rankings=("seed",), candidate="new", incumbent="old"):
+    """Add a user-style block whose user nDCG@10 difference (same ranking) has the CI ``ci``."""
+    delta = dict(zip(("delta", "ci_low", "ci_high"), ci, strict=True))
+    result["user"] = {"rankings": list(rankings), "pool": {"queries": 20},
+                      "deltas": {f"{candidate} | {r} vs {incumbent} | {r}": {"user_ndcg@10": dict(delta)}
+                                 for r in rankings}}
+    return result
+
+
+def test_push_gate_refuses_a_significant_user_style_loss():
+    winning = ((0.1, 0.05, 0.15), (0.05, -0.01, 0.1))
+    wins, reason = push_decision(with_user(gate_result(*winning), (-0.02, -0.08, 0.03)), candidate="new",
+                                 incumbent="old")
+    assert wins and "user nDCG@10 (seed) -0.0200 [-0.0800, +0.0300]" in reason
+    wins, reason = push_decision(with_user(gate_result(*winning), (-0.1, -0.15, -0.04)), candidate="new",
+                                 incumbent="old")
+    assert not wins and "significant user-style loss against old" in reason and "20 judged visitor queries" in reason
+    result = with_user(gate_result(*winning), (0.01, -0.01, 0.03), rankings=("seed", "other"))
+    result["user"]["deltas"]["new | other vs old | other"]["user_ndcg@10"].update(ci_low=-0.2, ci_high=-0.01)
+    wins, reason = push_decision(result, candidate="new", incumbent="old")
+    assert not wins and "(other)" in reason
+    wins, reason = push_decision(with_user(gate_result(*winning), (0, 0, 0), candidate="else"), candidate="new",
+                                 incumbent="old")
+    assert not wins and "no user-style comparison" in reason
+    # A user-style gain does not rescue a model that fails the annotation gate.
+    assert not push_decision(with_user(gate_result((0.02, -0.01, 0.05), (0.05, 0.01, 0.1)), (0.2, 0.1, 0.3)),
+                             candidate="new", incumbent="old")[0]
+
+
+def test_push_passes_the_user_queries_and_follows_the_gate(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from recommender.errors import ModelUnavailableError
+    from training import finetune
+    from training.judging import UnjudgedPairsError
+
+    def no_finetuned_model(name):
+        raise ModelUnavailableError(name)
+
+    uploads, calls = [], []
+
+    class FakeApi:
+        def create_repo(self, *args, **kwargs):
+            pass
+
+        def upload_folder(self, **kwargs):
+            uploads.append(kwargs)
+
+    monkeypatch.setattr(finetune, "load_encoder", no_finetuned_model)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    outcome = {}
+
+    def fake_evaluate(catalog, models, **kwargs):
+        calls.append(kwargs)
+        if "raise" in outcome:
+            raise outcome["raise"]
+        return outcome["result"]
+
+    monkeypatch.setattr(finetune, "evaluate", fake_evaluate)
+    args = finetune.build_parser().parse_args(["--catalog", "cat", "--out", str(tmp_path), "--base", "old",
+                                               "--push-to-hub", "me/model"])
+    assert args.queries == str(finetune.DEFAULT_USER_QUERIES) and finetune.DEFAULT_USER_QUERIES.is_file()
+    line_wins = ((0.1, 0.05, 0.15), (0.05, -0.01, 0.1))
+    outcome["result"] = with_user(gate_result(*line_wins), (-0.1, -0.15, -0.04))
+    assert not finetune.push("new", args) and not uploads
+    assert calls[-1]["user_queries"] == args.queries
+    outcome["result"] = with_user(gate_result(*line_wins), (0.01, -0.02, 0.04))
+    assert finetune.push("new", args) and len(uploads) == 1
+    assert "user nDCG@10" in uploads[0]["commit_message"]
+    outcome["raise"] = UnjudgedPairsError([("u01", "s1")], "python -m training.judging unjudged ...")
+    args.force = True
+    assert not finetune.push("new", args) and len(uploads) == 1
+    custom = finetune.build_parser().parse_args(["--catalog", "cat", "--out", "o", "--queries", "q.jsonl",
+                                                 "--judgments", "j.jsonl", "--user-catalog", "uc"])
+    assert (custom.queries, custom.judgments, custom.user_catalog) == ("q.jsonl", "j.jsonl", "uc")

@@ -1,7 +1,7 @@
 """Evaluate models on held-out songs: line retrieval, the whole seed pipeline, BM25, paired bootstrap CIs.
 
     python -m training.evaluate --catalog DIR --models A B ... [--split test|all] [--mood-queries FILE] --out DIR
-                                [--json]
+                                [--queries FILE [--judgments FILE] [--rankings R ...] [--user-catalog DIR]] [--json]
 
 * line retrieval — each held-out annotation queries ALL index rows (distinct song lines) of the catalog;
   relevant = the lines it annotates: MRR@10, NDCG@10, Recall@10, Recall@100, Accuracy@1;
@@ -9,6 +9,10 @@
   MRR@10 of its song;
 * mood queries (optional, ``--mood-queries``) — short visitor-style queries with songs judged relevant from their
   lyrics by a person: song NDCG@10, MRR@10 and Recall@10 through the seed ranking;
+* user-style queries (optional, ``--queries``) — visitor queries run by every (model, ranking) configuration,
+  graded 0/1/2 from the lyrics over the pooled top 10 (``training.judging``, ``training/eval/RUBRIC.md``):
+  user nDCG@10 (gain = grade, ideal from every judged song of the query), P@10 (grade ≥ 1) and P2@10 (grade 2),
+  with paired-bootstrap CIs against the first configuration. Refuses (exit 3) while a pooled pair is unjudged;
 * BM25 (rank_bm25) over the same rows, for reference (its pipeline sums the top-100 BM25 scores per song);
 * paired bootstrap 95% CIs of every metric's difference against the first model.
 
@@ -31,9 +35,20 @@ import torch
 
 from recommender.catalog import Catalog
 from recommender.errors import RecommenderError
-from recommender.ranking import rank_songs
+from recommender.ranking import RANKING_NAMES, rank_songs
 from recommender.service import Recommender
 from space_config import SETTINGS
+from training.judging import (
+    DEFAULT_DEPTH,
+    UnjudgedPairsError,
+    config_label,
+    load_judgments,
+    load_queries,
+    pool,
+    run_configs,
+    unjudged_command,
+    unjudged_pairs,
+)
 from training.pairs import DEFAULT_SEED, assign_splits, clean_pairs, read_splits
 
 logger = logging.getLogger(__name__)
@@ -41,6 +56,7 @@ logger = logging.getLogger(__name__)
 LINE_METRICS = ("line_mrr@10", "line_ndcg@10", "line_recall@10", "line_recall@100", "line_accuracy@1")
 SONG_METRICS = ("song_recall@10", "song_mrr@10")
 MOOD_METRICS = ("mood_ndcg@10", "mood_mrr@10", "mood_recall@10")
+USER_METRICS = ("user_ndcg@10", "user_p@10", "user_p2@10")
 BOOTSTRAP_SAMPLES = 2000
 _TOKEN = re.compile(r"[\w']+")
 
@@ -91,6 +107,63 @@ def graded_metrics(ranked_songs: list[int], grades: dict[int, int]) -> dict[str,
     return {"mood_ndcg@10": dcg / idcg if idcg else 0.0,
             "mood_mrr@10": 1.0 / (first + 1) if first is not None else 0.0,
             "mood_recall@10": sum(song in grades for song in top) / len(grades)}
+
+
+def user_metrics(ranked_songs: list[str], grades: dict[str, int]) -> dict[str, float]:
+    """User-style metrics of one query's ranked song ids against its judged grades (the whole judged pool).
+
+    nDCG@10 uses the grade itself as gain (2 is worth twice 1, not three times) and, as ideal, the best 10 grades
+    judged for the query by any configuration; P@10 and P2@10 divide by 10 even when fewer songs came back.
+    """
+    top = ranked_songs[:DEFAULT_DEPTH]
+    dcg = sum(grades.get(song, 0) / math.log2(rank + 2) for rank, song in enumerate(top))
+    ideal = sorted(grades.values(), reverse=True)[:DEFAULT_DEPTH]
+    idcg = sum(grade / math.log2(rank + 2) for rank, grade in enumerate(ideal))
+    return {"user_ndcg@10": dcg / idcg if idcg else 0.0,
+            "user_p@10": sum(grades.get(song, 0) >= 1 for song in top) / DEFAULT_DEPTH,
+            "user_p2@10": sum(grades.get(song, 0) == 2 for song in top) / DEFAULT_DEPTH}
+
+
+def evaluate_user(catalog_dir: str | Path | None, models: list[str], rankings: list[str], *, queries_file: str | Path,
+                  judgments_file: str | Path) -> dict:
+    """User-style metrics of every model × ranking configuration, with CIs against the first one.
+
+    Deltas: every configuration vs the first, and every model vs the first model under the same ranking (what the
+    push gate reads).
+
+    Raises:
+        UnjudgedPairsError: A pooled (query, top-10 song) pair has no grade; it carries the listing command.
+    """
+    queries = load_queries(queries_file)
+    judgments = load_judgments(judgments_file)
+    runs = run_configs(catalog_dir, queries, models, rankings, depth=DEFAULT_DEPTH)
+    pooled = pool(runs, depth=DEFAULT_DEPTH)
+    missing = unjudged_pairs(pooled, judgments, list(queries))
+    if missing:
+        raise UnjudgedPairsError(missing, unjudged_command(catalog_dir=catalog_dir, queries=queries_file,
+                                                           judgments=judgments_file, models=models,
+                                                           rankings=rankings))
+    grades: dict[str, dict[str, int]] = {query_id: {} for query_id in queries}
+    for (query_id, song_id), grade in judgments.items():
+        if query_id in grades:
+            grades[query_id][song_id] = grade
+    per_config: dict[str, dict[str, np.ndarray]] = {}
+    for (model, ranking), ranked in runs.items():
+        values = [user_metrics(ranked[query_id], grades[query_id]) for query_id in queries]
+        per_config[config_label(model, ranking)] = {name: np.array([v[name] for v in values], dtype=np.float64)
+                                                    for name in USER_METRICS}
+    reference = config_label(models[0], rankings[0])
+    comparisons = [(label, reference) for label in per_config if label != reference]
+    comparisons += [(config_label(model, ranking), config_label(models[0], ranking))
+                    for ranking in rankings[1:] for model in models[1:]]
+    deltas = {f"{label} vs {base}": {name: paired_bootstrap(per_config[base][name], per_config[label][name])
+                                     for name in USER_METRICS} for label, base in comparisons}
+    size = sum(len(songs) for songs in pooled.values())
+    return {"configs": {label: {name: float(values.mean()) if len(values) else float("nan")
+                                for name, values in arrays.items()} for label, arrays in per_config.items()},
+            "deltas": deltas, "models": list(models), "rankings": list(rankings), "reference": reference,
+            "pool": {"queries": len(queries), "depth": DEFAULT_DEPTH, "pairs": size,
+                     "judgments": str(judgments_file), "queries_file": str(queries_file)}}
 
 
 def build_queries(catalog: Catalog, recommender: Recommender, *, split: str, song_split: dict[str, str]) -> Queries:
@@ -191,8 +264,22 @@ def load_mood_queries(path: str | Path, catalog: Catalog) -> list[tuple[str, dic
 
 
 def evaluate(catalog_dir: str | Path, models: list[str], *, split: str = "test", splits_file: str | None = None,
-             mood_queries: str | None = None, mood_catalog_dir: str | None = None, bm25: bool = True) -> dict:
-    """Run every evaluation; returns ``{"models": {name: {metric: mean}}, "deltas": {...}, "counts": {...}}``."""
+             mood_queries: str | None = None, mood_catalog_dir: str | None = None, bm25: bool = True,
+             user_queries: str | Path | None = None, judgments: str | Path | None = None,
+             rankings: list[str] | tuple[str, ...] = ("seed",), user_catalog_dir: str | Path | None = None) -> dict:
+    """Run every evaluation; returns ``{"models": {name: {metric: mean}}, "deltas": {...}, "counts": {...}}``
+    plus ``"user"`` (see ``evaluate_user``) when ``user_queries`` is given.
+
+    The user-style block runs first so that unjudged pairs stop the evaluation before the long part.
+    ``judgments`` defaults to ``judgments.jsonl`` next to ``user_queries``; ``user_catalog_dir`` to ``catalog_dir``.
+
+    Raises:
+        UnjudgedPairsError: With ``user_queries``, while any pooled pair is unjudged.
+    """
+    user = None
+    if user_queries:
+        user = evaluate_user(user_catalog_dir or catalog_dir, list(models), list(rankings), queries_file=user_queries,
+                             judgments_file=judgments or default_judgments(user_queries))
     catalog = Catalog.load(catalog_dir)
     song_split = read_splits(splits_file) if splits_file else assign_splits(catalog, seed=DEFAULT_SEED)
     per_model: dict[str, dict[str, np.ndarray]] = {}
@@ -217,7 +304,30 @@ def evaluate(catalog_dir: str | Path, models: list[str], *, split: str = "test",
               for name, arrays in per_model.items() if name != reference}
     counts = {"queries": len(queries.texts) if queries else 0, "split": split,
               "mood_queries": len(per_model[reference].get("mood_mrr@10", []))}
-    return {"models": metrics, "deltas": deltas, "counts": counts}
+    result = {"models": metrics, "deltas": deltas, "counts": counts}
+    if user is not None:
+        result["user"] = user
+    return result
+
+
+def default_judgments(user_queries: str | Path) -> Path:
+    """Judgments live next to their queries (``training/eval/judgments.jsonl``)."""
+    return Path(user_queries).parent / "judgments.jsonl"
+
+
+def user_report_lines(user: dict) -> list[str]:
+    """Markdown table of the user-style metrics per configuration, then the CIs of the differences."""
+    pool_info = user["pool"]
+    lines = ["", f"## User-style queries ({pool_info['queries']} queries, {pool_info['pairs']} pooled pairs judged "
+             f"0/1/2 from the lyrics, top {pool_info['depth']})", "",
+             "| model | ranking | " + " | ".join(USER_METRICS) + " |", "|---|---|" + "---|" * len(USER_METRICS)]
+    for label, values in user["configs"].items():
+        model, _, ranking = label.rpartition(" | ")
+        lines.append(f"| {model} | {ranking} | " + " | ".join(f"{values[m]:.4f}" for m in USER_METRICS) + " |")
+    for comparison, deltas in user["deltas"].items():
+        lines += ["", f"**{comparison}** (mean difference, 95% paired-bootstrap CI):", ""]
+        lines += [f"- {m}: {d['delta']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]" for m, d in deltas.items()]
+    return lines
 
 
 def write_report(result: dict, out: str | Path) -> None:
@@ -247,8 +357,27 @@ def write_report(result: dict, out: str | Path) -> None:
                 d = deltas[metric]
                 lines.append(f"- {metric}: {d['delta']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] "
                              f"×{d['ratio']:.2f}")
+    user = result.get("user")
+    if user:
+        lines += user_report_lines(user)
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    figure, axis = plt.subplots(figsize=(max(8, len(metrics) * 1.2), 4))
+    if user:
+        figure, (axis, user_axis) = plt.subplots(1, 2, figsize=(max(8, len(metrics) * 1.2) + 5, 4),
+                                                 gridspec_kw={"width_ratios": [max(len(metrics), 1), 3]})
+        labels = list(user["configs"])
+        user_width = 0.8 / len(labels)
+        for i, label in enumerate(labels):
+            model, _, ranking = label.rpartition(" | ")
+            user_axis.bar(np.arange(len(USER_METRICS)) + i * user_width,
+                          [user["configs"][label][m] for m in USER_METRICS], user_width,
+                          label=f"{Path(model).name or model} | {ranking}")
+        user_axis.set_xticks(np.arange(len(USER_METRICS)) + user_width * (len(labels) - 1) / 2, USER_METRICS,
+                             rotation=30, ha="right")
+        user_axis.set_ylim(0, 1)
+        user_axis.legend(fontsize="small")
+        user_axis.set_title("User-style queries (judged pool)")
+    else:
+        figure, axis = plt.subplots(figsize=(max(8, len(metrics) * 1.2), 4))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         axis.bar(np.arange(len(metrics)) + i * width, [result["models"][name].get(m, 0) for m in metrics], width,
@@ -270,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--splits", help="splits.json written by training (default: the seeded artist split)")
     parser.add_argument("--mood-queries", help="judged mood queries (JSONL) over --mood-catalog")
     parser.add_argument("--mood-catalog", help="catalog of the mood queries (default: the embedded default)")
+    parser.add_argument("--queries", help="user-style queries (JSONL of {query_id, query}) judged over the pool")
+    parser.add_argument("--judgments", help="judgments of --queries (default: judgments.jsonl next to it)")
+    parser.add_argument("--rankings", nargs="+", default=["seed"], choices=RANKING_NAMES,
+                        help="rankings compared on --queries; each model × ranking is a configuration, the first "
+                             "model with the first ranking is the reference (default: seed)")
+    parser.add_argument("--user-catalog", help="catalog searched by --queries (default: --catalog)")
     parser.add_argument("--no-bm25", dest="bm25", action="store_false")
     parser.add_argument("--out", required=True)
     parser.add_argument("--json", action="store_true", help="print metrics.json")
@@ -281,7 +416,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = evaluate(args.catalog, args.models, split=args.split, splits_file=args.splits,
-                          mood_queries=args.mood_queries, mood_catalog_dir=args.mood_catalog, bm25=args.bm25)
+                          mood_queries=args.mood_queries, mood_catalog_dir=args.mood_catalog, bm25=args.bm25,
+                          user_queries=args.queries, judgments=args.judgments, rankings=args.rankings,
+                          user_catalog_dir=args.user_catalog)
+    except UnjudgedPairsError as error:
+        print(f"error: refusing to score the user-style queries: {len(error.pairs)} pooled (query, top-10 song) "
+              f"pairs are unjudged (judge them first, see training/eval/RUBRIC.md); list them with:\n"
+              f"  {error.command}", file=sys.stderr)
+        return 3
     except RecommenderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

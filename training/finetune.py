@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from recommender.encoders import load_encoder
 from recommender.errors import RecommenderError
 from space_config import SETTINGS
 from training.evaluate import evaluate, write_report
+from training.judging import UnjudgedPairsError
 from training.pairs import DEFAULT_SEED, split_pairs, write_splits
 from training.report import push_decision, write_model_card
 
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 BEST_METRIC = "eval_dev_cosine_mrr@10"
 CACHED_LOSS_FROM_BATCH = 128
+DEFAULT_USER_QUERIES = Path(__file__).resolve().parent / "eval" / "user_queries.jsonl"
 
 
 def same_song_negatives(pairs: pd.DataFrame, catalog: Catalog, *, seed: int = DEFAULT_SEED) -> list[str]:
@@ -68,17 +71,56 @@ def dev_evaluator(dev: pd.DataFrame, catalog: Catalog, name: str = "dev"):
                                          batch_size=64, write_csv=False)
 
 
-def build_training_frame(train: pd.DataFrame, catalog: Catalog, *, hard_negatives: bool, seed: int) -> pd.DataFrame:
-    """anchor (annotation), positive (line)[, negative (another line of the same song)] columns."""
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def short_view(annotation: str, *, max_words: int = 12) -> str:
+    """A visitor-length view of an annotation: its first sentence of ≥ 4 words, cut to ``max_words``.
+
+    Annotations run to paragraphs, visitor queries to a handful of words; training on both lengths keeps what the
+    model learns from the long ones usable for the short ones.
+    """
+    sentences = [sentence for sentence in _SENTENCE_END.split(annotation) if len(sentence.split()) >= 4]
+    words = (sentences[0] if sentences else annotation).split()[:max_words]
+    return " ".join(words).rstrip(",;:")
+
+
+def build_training_frame(train: pd.DataFrame, catalog: Catalog, *, hard_negatives: bool, seed: int,
+                         short_views: bool = False) -> pd.DataFrame:
+    """anchor (annotation), positive (line)[, negative (another line of the same song)] columns.
+
+    With ``short_views``, every pair appears a second time with the annotation's short view as its anchor.
+    """
     line_text = dict(zip(catalog.lines["line_id"], catalog.lines["text"], strict=True))
     frame = train.assign(fragment_text=train["fragment_lines"].map(lambda ids: " ".join(line_text[i] for i in ids)))
     columns = {"anchor": frame["annotation"].tolist(), "positive": frame["line"].tolist()}
     if hard_negatives:
         columns["negative"] = same_song_negatives(frame, catalog, seed=seed)
     result = pd.DataFrame(columns)
+    if short_views:
+        views = result.assign(anchor=result["anchor"].map(short_view))
+        result = pd.concat([result, views[views["anchor"] != result["anchor"]]], ignore_index=True)
     if hard_negatives:
         result = result[result["negative"] != ""]
     return result.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def distillation_frame(texts: list[str], teacher, *, batch_size: int = 64) -> pd.DataFrame:
+    """``text``/``label`` rows: texts with the base model's embeddings as targets (MSELoss keeps them close).
+
+    The regulariser that keeps the fine-tuned model's geometry for texts the annotations never cover.
+    """
+    labels = teacher.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    return pd.DataFrame({"text": texts, "label": [row.tolist() for row in labels]})
+
+
+def distillation_texts(train: pd.DataFrame, catalog: Catalog, *, count: int, seed: int) -> list[str]:
+    """Lines of the training songs (never dev/test songs) plus the short views: the texts to keep in place."""
+    lines = catalog.lines[catalog.lines["song_id"].isin(set(train["song_id"]))]["text"]
+    distinct = list(dict.fromkeys(lines))
+    random.Random(seed).shuffle(distinct)
+    views = list(dict.fromkeys(train["annotation"].map(short_view)))
+    return (distinct[: max(count - len(views), 0)] + views)[:count]
 
 
 def last_complete_checkpoint(directory: Path) -> str | None:
@@ -97,10 +139,11 @@ def last_complete_checkpoint(directory: Path) -> str | None:
 def train(args: argparse.Namespace) -> Path:
     """Run the training and save the best model to ``args.out / "model"``."""
     import torch
-    from datasets import Dataset
+    from datasets import Dataset, DatasetDict
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
+        EmbedDistillLoss,
         MultipleNegativesRankingLoss,
         MultipleNegativesSymmetricRankingLoss,
     )
@@ -122,14 +165,21 @@ def train(args: argparse.Namespace) -> Path:
         model.max_seq_length = args.max_seq_length
     except AttributeError:  # e.g. StaticEmbedding models have no sequence length
         logger.info("%s has no max_seq_length to set", args.base)
-    frame = build_training_frame(splits["train"], catalog, hard_negatives=args.hard_negatives, seed=args.seed)
-    train_dataset = Dataset.from_pandas(frame, preserve_index=False)
+    frame = build_training_frame(splits["train"], catalog, hard_negatives=args.hard_negatives, seed=args.seed,
+                                 short_views=args.short_views)
     if args.loss == "symmetric":
         loss = MultipleNegativesSymmetricRankingLoss(model)
     elif args.batch_size >= CACHED_LOSS_FROM_BATCH:
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=32)
     else:
         loss = MultipleNegativesRankingLoss(model)
+    train_dataset = Dataset.from_pandas(frame, preserve_index=False)
+    if args.distill_texts > 0:
+        # Multi-task: annotation batches (MNRL) interleaved with batches pulling texts back to the base's vectors.
+        texts = distillation_texts(splits["train"], catalog, count=args.distill_texts, seed=args.seed)
+        distill = Dataset.from_pandas(distillation_frame(texts, model), preserve_index=False)
+        train_dataset = DatasetDict({"pairs": train_dataset, "distill": distill})
+        loss = {"pairs": loss, "distill": EmbedDistillLoss(model, distance_metric="cosine")}
     evaluator = dev_evaluator(splits["dev"], catalog)
     cuda = torch.cuda.is_available()
     training_args = SentenceTransformerTrainingArguments(
@@ -188,7 +238,11 @@ def train(args: argparse.Namespace) -> Path:
 
 
 def push(model_dir: Path, args: argparse.Namespace) -> bool:
-    """Push ``model_dir`` only if it beats the configured fine-tuned model (or the base); ``--force`` overrides."""
+    """Push ``model_dir`` only if it beats the configured fine-tuned model (or the base); ``--force`` overrides.
+
+    With ``--queries`` (default: training/eval/user_queries.jsonl when it exists) the gate also refuses a
+    significant loss on the judged visitor queries, and refuses outright while pooled pairs are unjudged.
+    """
     from huggingface_hub import HfApi
 
     from recommender.errors import ModelUnavailableError
@@ -198,8 +252,15 @@ def push(model_dir: Path, args: argparse.Namespace) -> bool:
         incumbent = SETTINGS.finetuned_model
     except ModelUnavailableError:
         incumbent = args.base
-    result = evaluate(args.catalog, [incumbent, str(model_dir)], split="test",
-                      splits_file=str(Path(args.out) / "splits.json"), bm25=False)
+    try:
+        result = evaluate(args.catalog, [incumbent, str(model_dir)], split="test",
+                          splits_file=str(Path(args.out) / "splits.json"), bm25=False,
+                          user_queries=args.queries, judgments=args.judgments, user_catalog_dir=args.user_catalog)
+    except UnjudgedPairsError as error:
+        # The candidate surfaced songs nobody has judged: it cannot be compared yet, and --force does not guess.
+        logger.error("refusing to push %s: %d pooled pairs of the user-style queries are unjudged; list them with "
+                     "%s", model_dir, len(error.pairs), error.command)
+        return False
     wins, reason = push_decision(result, candidate=str(model_dir), incumbent=incumbent)
     if not wins and not args.force:
         logger.error("refusing to push %s: %s", model_dir, reason)
@@ -225,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loss", choices=("mnrl", "symmetric"), default="mnrl",
                         help="MultipleNegativesRankingLoss, or its symmetric variant (also line → annotation)")
     parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--short-views", action=argparse.BooleanOptionalAction, default=False,
+                        help="also train on each annotation's first sentence (visitor-length anchors)")
+    parser.add_argument("--distill-texts", type=int, default=0, metavar="N",
+                        help="keep N training-song lines and short views at the base model's vectors (0 = off)")
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
                         help="train on (annotation, line) pairs only, without same-song negatives")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -233,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="push even if the evaluation says it does not win")
     parser.add_argument("--skip-eval", action="store_true", help="no held-out test evaluation after training")
     parser.add_argument("--mood-queries", help="judged mood queries (JSONL) to include in the test evaluation")
+    parser.add_argument("--queries", default=str(DEFAULT_USER_QUERIES) if DEFAULT_USER_QUERIES.is_file() else None,
+                        help="judged user-style queries the push gate checks (default: "
+                             "training/eval/user_queries.jsonl when it exists)")
+    parser.add_argument("--judgments", help="judgments of --queries (default: judgments.jsonl next to it)")
+    parser.add_argument("--user-catalog", help="catalog searched by --queries (default: --catalog)")
     return parser
 
 

@@ -4,14 +4,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from training.judging import config_label
+
 GATE_METRICS = ("line_mrr@10", "song_recall@10")
+USER_GATE_METRIC = "user_ndcg@10"
+
+
+def user_gate(result: dict, *, candidate: str, incumbent: str) -> tuple[bool, str]:
+    """No significant user-style loss: under every evaluated ranking, the CI of the candidate's user nDCG@10
+    difference against the incumbent (same ranking) must not lie entirely below 0.
+
+    Annotation metrics can improve while what visitors type gets worse (annotations are explanations, not
+    queries), so a judged visitor-query loss blocks a push. Without a ``"user"`` block there is nothing to check.
+    """
+    user = result.get("user")
+    if not user:
+        return True, ""
+    parts = []
+    for ranking in user["rankings"]:
+        key = f"{config_label(candidate, ranking)} vs {config_label(incumbent, ranking)}"
+        delta = user["deltas"].get(key, {}).get(USER_GATE_METRIC)
+        if delta is None:
+            return False, f"no user-style comparison {key} in the evaluation"
+        summary = (f"user nDCG@10 ({ranking}) {delta['delta']:+.4f} "
+                   f"[{delta['ci_low']:+.4f}, {delta['ci_high']:+.4f}]")
+        if delta["ci_high"] < 0:
+            return False, (f"significant user-style loss against {incumbent}: {summary} (the CI lies entirely "
+                           f"below 0 on {user['pool']['queries']} judged visitor queries)")
+        parts.append(summary)
+    return True, "; ".join(parts)
 
 
 def push_decision(result: dict, *, candidate: str, incumbent: str) -> tuple[bool, str]:
     """Whether ``candidate`` beats ``incumbent`` on held-out songs (``result`` from ``training.evaluate``).
 
-    A winner improves line MRR@10 with a 95% CI entirely above 0 and does not lose song Recall@10 (its CI's
-    upper end stays above 0). Anything else is refused with the numbers that decided it.
+    A winner improves line MRR@10 with a 95% CI entirely above 0, does not lose song Recall@10 (its CI's
+    upper end stays above 0) and, when the evaluation carries user-style metrics, shows no significant loss of
+    user nDCG@10 (``user_gate``). Anything else is refused with the numbers that decided it.
     """
     deltas = result["deltas"].get(f"{candidate} vs {incumbent}")
     if deltas is None:
@@ -23,7 +52,10 @@ def push_decision(result: dict, *, candidate: str, incumbent: str) -> tuple[bool
         return False, f"not better than {incumbent}: {summary} (line MRR@10 CI must lie above 0)"
     if song["ci_high"] <= 0:
         return False, f"loses songs against {incumbent}: {summary}"
-    return True, f"beats {incumbent}: {summary}"
+    user_ok, user_summary = user_gate(result, candidate=candidate, incumbent=incumbent)
+    if not user_ok:
+        return False, f"{user_summary}; {summary}"
+    return True, f"beats {incumbent}: {summary}" + (f", {user_summary}" if user_summary else "")
 
 
 def model_card_section(summary: dict, result: dict | None) -> str:
@@ -51,6 +83,15 @@ def model_card_section(summary: dict, result: dict | None) -> str:
         for comparison, deltas in result["deltas"].items():
             lines += ["", f"{comparison}: " + "; ".join(
                 f"{m} {d['delta']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]" for m, d in deltas.items())]
+        user = result.get("user")
+        if user:
+            lines += ["", f"### Judged visitor-style queries ({user['pool']['queries']} queries, "
+                      f"{user['pool']['pairs']} pooled songs graded 0/1/2 from the lyrics)", "",
+                      "| model | ranking | user_ndcg@10 | user_p@10 | user_p2@10 |", "|---|---|---|---|---|"]
+            for label, values in user["configs"].items():
+                model, _, ranking = label.rpartition(" | ")
+                lines.append(f"| {Path(model).name or model} | {ranking} | {values['user_ndcg@10']:.4f} | "
+                             f"{values['user_p@10']:.4f} | {values['user_p2@10']:.4f} |")
         lines.append("")
     lines += [
         "### Intended use",
