@@ -2,10 +2,15 @@
 
 Public API (``gradio_client``), every result in the CLI's ``--json`` shape:
 
-* ``/search_text(query, model, valence_min, valence_max, top_n)``
-* ``/search_image(image, model, valence_min, valence_max, top_n)`` — ``image`` is a ``handle_file(...)`` upload
-* ``/compare(query, valence_min, valence_max, top_n)`` — baseline and finetuned side by side
+* ``/search_text(query, model, valence_min, valence_max, top_n, ranking)``
+* ``/search_image(image, model, valence_min, valence_max, top_n, ranking)`` — ``image`` is a ``handle_file(...)``
+  upload
+* ``/compare(query, valence_min, valence_max, top_n, ranking)`` — baseline and finetuned side by side, same ranking
 * ``/models()`` — ``[{"name", "kind", "source", "available", "reason"}]``
+
+``ranking`` is last and optional (default ``SETTINGS.default_ranking``): one of ``recommender.ranking.RANKING_NAMES``,
+``"seed"`` being the original study's rule. Each result says which ranking produced it. A raw HTTP call may leave
+out trailing parameters that have a default (see ``Blocks``).
 
 Every UI-only event is private, so it does not clutter the API.
 """
@@ -20,10 +25,12 @@ import time
 from pathlib import Path
 
 import gradio as gr
+from gradio.components.api_component import Api
 from gradio.data_classes import FileData
 
 from recommender.errors import ModelUnavailableError, QueryError, RecommenderError
 from recommender.projection import get_song_map
+from recommender.ranking import RANKING_LABELS, RANKING_NAMES, SEED_RANKING
 from recommender.registry import ModelEntry, ModelRegistry, default_registry
 from recommender.service import check_query
 from space_config import SETTINGS
@@ -50,6 +57,9 @@ CONCURRENCY_LIMIT = 2  # searches running at once; the rest wait in the queue
 QUEUE_MAX_SIZE = 16  # beyond this the queue answers "busy" instead of piling up work
 LOAD_POLL_S = 0.5
 LOAD_MAX_S = 900
+# The ranking dropdown: (label shown, name passed to the library); the seed rule is named as the study's.
+RANKING_CHOICES = [(f"{name} — {'original ' if name == SEED_RANKING else ''}{RANKING_LABELS[name]}", name)
+                   for name in RANKING_NAMES]
 PROGRESS = gr.Progress()  # the default that makes gradio pass each event its own progress tracker
 
 REGISTRY: ModelRegistry = default_registry()
@@ -124,22 +134,26 @@ def _open(model: str):
     return entry, REGISTRY.open(entry.name)
 
 
-def run_text_search(query: str, model: str, valence_min: float, valence_max: float, top_n: int) -> dict:
+def run_text_search(query: str, model: str, valence_min: float, valence_max: float, top_n: int,
+                    ranking: str | None = None) -> dict:
     entry, recommender = _open(model)
-    result = recommender.search_text(query, valence_min=valence_min, valence_max=valence_max, top_n=top_n)
+    result = recommender.search_text(query, valence_min=valence_min, valence_max=valence_max, top_n=top_n,
+                                     ranking=ranking)
     return {**result, "model": entry.name}
 
 
-def run_image_search(image_path: str, model: str, valence_min: float, valence_max: float, top_n: int) -> dict:
+def run_image_search(image_path: str, model: str, valence_min: float, valence_max: float, top_n: int,
+                     ranking: str | None = None) -> dict:
     entry, recommender = _open(model)
-    result = recommender.search_image(image_path, valence_min=valence_min, valence_max=valence_max, top_n=top_n)
+    result = recommender.search_image(image_path, valence_min=valence_min, valence_max=valence_max, top_n=top_n,
+                                      ranking=ranking)
     return {**result, "model": entry.name}
 
 
-def run_compare(query: str, valence_min: float, valence_max: float, top_n: int) -> dict:
-    baseline = run_text_search(query, SETTINGS.baseline_model, valence_min, valence_max, top_n)
+def run_compare(query: str, valence_min: float, valence_max: float, top_n: int, ranking: str | None = None) -> dict:
+    baseline = run_text_search(query, SETTINGS.baseline_model, valence_min, valence_max, top_n, ranking)
     try:
-        finetuned = run_text_search(query, SETTINGS.finetuned_model, valence_min, valence_max, top_n)
+        finetuned = run_text_search(query, SETTINGS.finetuned_model, valence_min, valence_max, top_n, ranking)
     except QueryError:
         raise
     except RecommenderError as error:
@@ -174,26 +188,28 @@ def upload_path(image) -> str:
 
 @user_errors
 def search_text(query: str, model: str = SETTINGS.baseline_model, valence_min: float = 0.0,
-                valence_max: float = 1.0, top_n: int = SETTINGS.default_top_n) -> dict:
-    """Songs whose lyric lines mean what the query says: {"query", "model", "results": [...]} (the CLI's --json)."""
-    return run_text_search(query, model, valence_min, valence_max, top_n)
+                valence_max: float = 1.0, top_n: int = SETTINGS.default_top_n,
+                ranking: str = SETTINGS.default_ranking) -> dict:
+    """Songs whose lyric lines mean what the query says: {"query", "model", "ranking", "results": [...]} (the CLI's
+    --json). ranking: seed (the original study's rule), song-mean, windows or hybrid."""
+    return run_text_search(query, model, valence_min, valence_max, top_n, ranking)
 
 
 @user_errors
 def search_image(image: FileData, model: str = CLIP_MODEL, valence_min: float = 0.0, valence_max: float = 1.0,
-                 top_n: int = SETTINGS.default_top_n) -> dict:
+                 top_n: int = SETTINGS.default_top_n, ranking: str = SETTINGS.default_ranking) -> dict:
     """Songs whose lyric lines match a picture (a CLIP model): same shape as search_text; query is "image:<name>"."""
-    return run_image_search(upload_path(image), model, valence_min, valence_max, top_n)
+    return run_image_search(upload_path(image), model, valence_min, valence_max, top_n, ranking)
 
 
 @user_errors
 def compare(query: str, valence_min: float = 0.0, valence_max: float = 1.0,
-            top_n: int = SETTINGS.default_top_n) -> dict:
-    """The same query with the baseline and the fine-tuned model: {"query", "baseline", "finetuned"}.
+            top_n: int = SETTINGS.default_top_n, ranking: str = SETTINGS.default_ranking) -> dict:
+    """The same query and ranking with the baseline and the fine-tuned model: {"query", "baseline", "finetuned"}.
 
     "finetuned" is {"error": "..."} when that model cannot be loaded here.
     """
-    return run_compare(query, valence_min, valence_max, top_n)
+    return run_compare(query, valence_min, valence_max, top_n, ranking)
 
 
 def models() -> list[dict]:
@@ -307,10 +323,10 @@ def _progress_note(model: str, progress) -> None:
 
 @user_errors
 def on_search(query: str, model: str, valence_min: float, valence_max: float, top_n: float,
-              progress=PROGRESS):
+              ranking: str | None = None, progress=PROGRESS):
     """Text tab: table, matched lines, status line, catalog map."""
     _progress_note(model, progress)
-    result = run_text_search(query, model, valence_min, valence_max, int(top_n))
+    result = run_text_search(query, model, valence_min, valence_max, int(top_n), ranking)
     recommender = REGISTRY.open(model)
     vector = recommender.encoder.encode_queries([check_query(query)])[0]
     return (results_table(result), matched_lines_html(result), status_markdown(recommender),
@@ -338,7 +354,7 @@ def clip_model_for(selected: str) -> tuple[str | None, str]:
 
 
 def on_image_search(image: str | None, model: str, valence_min: float, valence_max: float, top_n: float,
-                    progress=PROGRESS):
+                    ranking: str | None = None, progress=PROGRESS):
     """Image tab: like the text tab; when no CLIP weights load here, says so instead of failing."""
     if not image:
         raise gr.Error("Upload a picture first.")
@@ -347,7 +363,7 @@ def on_image_search(image: str | None, model: str, valence_min: float, valence_m
         if clip_model is None:
             return [], message_html(note), gr.skip(), gr.skip(), note
         _progress_note(clip_model, progress)
-        result = run_image_search(image, clip_model, valence_min, valence_max, int(top_n))
+        result = run_image_search(image, clip_model, valence_min, valence_max, int(top_n), ranking)
         recommender = REGISTRY.open(clip_model)
         vector = recommender.encoder.encode_images([image])[0]
     except ModelUnavailableError as error:
@@ -366,10 +382,11 @@ def _compare_column(name: str, result: dict) -> tuple[str, list[list]]:
 
 
 @user_errors
-def on_compare(query: str, valence_min: float, valence_max: float, top_n: float, progress=PROGRESS):
-    """Compare tab: the same query with baseline and finetuned, side by side."""
+def on_compare(query: str, valence_min: float, valence_max: float, top_n: float, ranking: str | None = None,
+               progress=PROGRESS):
+    """Compare tab: the same query and ranking with baseline and finetuned, side by side."""
     _progress_note(SETTINGS.finetuned_model, progress)
-    result = run_compare(query, valence_min, valence_max, int(top_n))
+    result = run_compare(query, valence_min, valence_max, int(top_n), ranking)
     base_title, base_rows = _compare_column(SETTINGS.baseline_model, result["baseline"])
     tuned_title, tuned_rows = _compare_column(SETTINGS.finetuned_model, result["finetuned"])
     return base_title, base_rows, tuned_title, tuned_rows
@@ -420,6 +437,21 @@ def on_page_load():
 
 # --- Layout --------------------------------------------------------------------------------------------------------
 
+
+class Blocks(gr.Blocks):
+    """gr.Blocks whose ``gr.api`` endpoints accept calls that leave out trailing parameters with a default.
+
+    gradio_client fills those in itself; a raw HTTP call (``POST /gradio_api/call/search_text`` with
+    ``{"data": [...]}``) written before ``ranking`` was added sends one value fewer, which gradio would refuse.
+    """
+
+    def validate_inputs(self, block_fn, inputs: list) -> None:
+        missing = block_fn.inputs[len(inputs):]
+        if missing and all(isinstance(block, Api) and block.value is not None for block in missing):
+            inputs.extend(block.value for block in missing)  # in place: gradio goes on with this list
+        super().validate_inputs(block_fn, inputs)
+
+
 CSS = """
 .song ul { margin: 0.2em 0 0.8em 0; }
 .song li.best { background: #fff3b0; font-weight: 600; }
@@ -428,7 +460,7 @@ CSS = """
 """
 LAUNCH_KWARGS = {"css": CSS, "max_file_size": MAX_FILE_SIZE}
 
-with gr.Blocks(title="Lyrics meaning search") as demo:
+with Blocks(title="Lyrics meaning search") as demo:
     gr.Markdown("# 🎵 Find songs by what their lyrics mean\nDescribe a mood or a scene — or show a picture; we match "
                 "it against every lyric line and rank the songs whose lines mean the same thing.")
     status_line = gr.Markdown("⏳ Loading…", elem_id="status-line")
@@ -450,6 +482,9 @@ with gr.Blocks(title="Lyrics meaning search") as demo:
             valence_min_box = gr.Slider(0, 1, value=0, step=0.05, label="Valence from (0 sad ↔ 1 happy)")
             valence_max_box = gr.Slider(0, 1, value=1, step=0.05, label="Valence to (0 sad ↔ 1 happy)")
             top_n_box = gr.Slider(1, SETTINGS.max_top_n, value=SETTINGS.default_top_n, step=1, label="Songs")
+            ranking_box = gr.Dropdown(choices=RANKING_CHOICES, value=SETTINGS.default_ranking, label="Ranking",
+                                      info="how matching lines become a song's score (text, image and compare)",
+                                      elem_id="ranking-box")
             with gr.Accordion("Models", open=False):
                 models_view = gr.Markdown(model_list_markdown(REGISTRY.list_models()))
     with gr.Tabs():
@@ -475,7 +510,7 @@ with gr.Blocks(title="Lyrics meaning search") as demo:
                          show_label=True, interactive=False)
     gr.Markdown(RESPONSIBLE_USE)
 
-    options = [valence_min_box, valence_max_box, top_n_box]
+    options = [valence_min_box, valence_max_box, top_n_box, ranking_box]
     text_inputs = [query_box, model_box, *options]
     text_outputs = [table, lines_view, status_line, map_plot]
     search_button.click(on_search, text_inputs, text_outputs, api_visibility="private")

@@ -50,7 +50,7 @@ def _command_build(args: argparse.Namespace) -> int:
 
 
 def _command_search(args: argparse.Namespace) -> int:
-    from recommender.ranking import check_valence_range
+    from recommender.ranking import check_ranking, check_valence_range
     from recommender.service import Recommender, check_query, check_top_n
 
     if (args.query is None) == (args.image is None):
@@ -61,11 +61,12 @@ def _command_search(args: argparse.Namespace) -> int:
     elif not Path(args.image).is_file():
         raise RecommenderError(f"image not found: {args.image}")
     check_top_n(args.top)
+    ranking = check_ranking(args.ranking)
     valence_min, valence_max = check_valence_range(*args.valence)
     if args.catalog and not Path(args.catalog).is_dir():
         raise RecommenderError(f"catalog directory not found: {args.catalog}")
     recommender = Recommender.open(catalog_dir=args.catalog, embeddings_dir=args.embeddings, model=args.model)
-    options = {"valence_min": valence_min, "valence_max": valence_max, "top_n": args.top}
+    options = {"valence_min": valence_min, "valence_max": valence_max, "top_n": args.top, "ranking": ranking}
     if args.image is not None:
         result = recommender.search_image(args.image, **options)
     else:
@@ -73,7 +74,7 @@ def _command_search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0
-    print(f"{result['query']!r} · model {recommender.encoder.describe()}")
+    print(f"{result['query']!r} · model {recommender.encoder.describe()} · ranking {result['ranking']}")
     if not result["results"]:
         print("no songs match in this valence range")
     for song in result["results"]:
@@ -137,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--valence", nargs=2, type=float, default=(0.0, 1.0), metavar=("MIN", "MAX"),
                         help="keep songs with valence in MIN..MAX (0 sad … 1 happy)")
     search.add_argument("--top", type=int, default=SETTINGS.default_top_n, help="number of songs")
+    # The names are spelled out (not imported from recommender.ranking) so that building the parser never imports
+    # torch; tests/test_cli.py checks they match RANKING_NAMES, and check_ranking validates the value.
+    search.add_argument("--ranking", default=SETTINGS.default_ranking, metavar="{seed,song-mean,windows,hybrid}",
+                        help="how lines become song scores: seed = the original study's rule (top-100 lines, summed "
+                             "per song); song-mean = the song's mean line vector; windows = the study's rule over "
+                             f"{SETTINGS.window_lines}-line windows; hybrid = song vector + best window "
+                             f"(default: {SETTINGS.default_ranking})")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(handler=_command_search)
 

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import app
+from recommender.ranking import RANKING_LABELS, RANKING_NAMES
 from recommender.registry import ModelRegistry
 from space_config import SETTINGS
 from tests.tiny_clip import build_tiny_clip
@@ -137,6 +138,23 @@ def test_on_search_fills_table_lines_status_and_map(use_registry, default_recomm
         app.on_search("   ", "baseline", 0.0, 1.0, 5)
     with pytest.raises(gr.Error, match="unknown model"):
         app.on_search(QUERY, "no-such-model", 0.0, 1.0, 5)
+    with pytest.raises(gr.Error, match="unknown ranking"):
+        app.on_search(QUERY, "baseline", 0.0, 1.0, 5, "nope")
+    rows, lines, _, _ = app.on_search(QUERY, "baseline", 0.0, 1.0, 5, "hybrid")
+    assert [row[0] for row in rows] == [1, 2, 3, 4, 5] and "class='best'" in lines
+
+
+def test_ranking_dropdown_offers_every_ranking_with_the_seed_rule_named_as_the_study_s():
+    box = next(block for block in app.demo.blocks.values() if getattr(block, "elem_id", None) == "ranking-box")
+    assert isinstance(box, gr.Dropdown) and box.label == "Ranking" and box.value == SETTINGS.default_ranking
+    assert [value for _, value in box.choices] == list(RANKING_NAMES)
+    labels = dict((value, label) for label, value in box.choices)
+    assert "original study's rule" in labels["seed"]
+    assert all(RANKING_LABELS[name] in labels[name] for name in RANKING_NAMES)
+    # The same dropdown feeds the text, image and compare handlers.
+    for handler in (app.on_search, app.on_image_search, app.on_compare):
+        dependency = next(fn for fn in app.demo.fns.values() if fn.fn is handler)
+        assert box in dependency.inputs
 
 
 @pytest.mark.slow
@@ -163,6 +181,10 @@ def test_on_compare_says_when_finetuned_is_unavailable(use_registry, default_rec
     base_title, base_rows, tuned_title, tuned_rows = app.on_compare(QUERY, 0.0, 1.0, 3)
     assert base_title.startswith("### baseline") and len(base_rows) == 3 and base_rows[0][1] == KNOWN_TITLE
     assert "finetuned — unavailable:" in tuned_title and tuned_rows == []
+    _, song_mean_rows, _, _ = app.on_compare(QUERY, 0.0, 1.0, 3, "song-mean")
+    assert len(song_mean_rows) == 3
+    with pytest.raises(gr.Error, match="unknown ranking"):
+        app.on_compare(QUERY, 0.0, 1.0, 3, "nope")
 
 
 # --- the launched app through gradio_client -------------------------------------------------------------------------
@@ -176,8 +198,9 @@ def client(app_registry, default_recommender):
         yield Client(url, verbose=False)
 
 
-def assert_result_shape(result: dict, *, model: str, top_n: int):
-    assert set(result) == {"query", "model", "results"} and result["model"] == model
+def assert_result_shape(result: dict, *, model: str, top_n: int, ranking: str = SETTINGS.default_ranking):
+    assert set(result) == {"query", "model", "ranking", "results"} and result["model"] == model
+    assert result["ranking"] == ranking
     songs = result["results"]
     assert 1 <= len(songs) <= top_n and [song["rank"] for song in songs] == list(range(1, len(songs) + 1))
     assert [song["score"] for song in songs] == sorted((song["score"] for song in songs), reverse=True)
@@ -192,10 +215,16 @@ def assert_result_shape(result: dict, *, model: str, top_n: int):
 def test_api_lists_exactly_the_public_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/search_text", "/search_image", "/compare", "/models"}
+    # ranking is the last parameter and optional, so positional callers from before it keep working.
     assert [p["parameter_name"] for p in endpoints["/search_text"]["parameters"]] == [
-        "query", "model", "valence_min", "valence_max", "top_n"]
+        "query", "model", "valence_min", "valence_max", "top_n", "ranking"]
     assert [p["parameter_name"] for p in endpoints["/search_image"]["parameters"]] == [
-        "image", "model", "valence_min", "valence_max", "top_n"]
+        "image", "model", "valence_min", "valence_max", "top_n", "ranking"]
+    assert [p["parameter_name"] for p in endpoints["/compare"]["parameters"]] == [
+        "query", "valence_min", "valence_max", "top_n", "ranking"]
+    for name in ("/search_text", "/search_image", "/compare"):
+        ranking = endpoints[name]["parameters"][-1]
+        assert ranking["parameter_has_default"] and ranking["parameter_default"] == SETTINGS.default_ranking
     assert app.demo._queue.max_size == app.QUEUE_MAX_SIZE  # overload answers "queue full", never piles up
 
 
@@ -223,6 +252,10 @@ def test_api_search_image(client, picture):
     result = client.predict(handle_file(str(picture)), TINY, 0.0, 1.0, 4, api_name="/search_image")
     assert_result_shape(result, model=TINY, top_n=4)
     assert result["query"] == "image:sunset.png"
+    windows = client.predict(handle_file(str(picture)), TINY, 0.0, 1.0, 4, "windows", api_name="/search_image")
+    assert_result_shape(windows, model=TINY, top_n=4, ranking="windows")
+    with pytest.raises(AppError, match="unknown ranking"):
+        client.predict(handle_file(str(picture)), TINY, ranking="nope", api_name="/search_image")
     with pytest.raises(AppError, match="no CLIP weights available"):  # the configured CLIP has no weights here
         client.predict(handle_file(str(picture)), "clip", 0.0, 1.0, 4, api_name="/search_image")
     with pytest.raises(AppError, match="image search needs a CLIP model"):
@@ -238,6 +271,69 @@ def test_api_compare(client):
     assert_result_shape(result["baseline"], model="baseline", top_n=3)
     assert set(result["finetuned"]) == {"error"} and "lyrics-meaning/minilm-lyrics-annotations" in \
         result["finetuned"]["error"]
+    hybrid = client.predict("dancing in the summer rain", 0.0, 1.0, 3, "hybrid", api_name="/compare")
+    assert_result_shape(hybrid["baseline"], model="baseline", top_n=3, ranking="hybrid")
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="unknown ranking 'best'"):
+        client.predict("dancing in the summer rain", ranking="best", api_name="/compare")
+
+
+@pytest.mark.slow
+def test_raw_http_calls_written_before_ranking_still_work(client):
+    """A raw call with the five values of old gets the default ranking; a sixth value picks one."""
+    import json
+
+    import httpx
+
+    def call(data: list) -> tuple[str, object]:
+        base = f"{client.src.rstrip('/')}/gradio_api/call/search_text"
+        joined = httpx.post(base, json={"data": data}, timeout=30)
+        assert joined.status_code == 200, joined.text
+        stream = httpx.get(f"{base}/{joined.json()['event_id']}", timeout=120).text
+        event = stream.split("event: ", 1)[1].split("\n", 1)[0]
+        return event, json.loads(stream.split("data:", 1)[1].strip().splitlines()[0])
+
+    event, payload = call([QUERY, "baseline", 0, 1, 3])
+    assert event == "complete"
+    assert_result_shape(payload[0], model="baseline", top_n=3, ranking=SETTINGS.default_ranking)
+    event, payload = call([QUERY, "baseline", 0, 1, 3, "windows"])
+    assert event == "complete" and payload[0]["ranking"] == "windows"
+    event, payload = call([QUERY, "baseline", 0, 1, 3, "nope"])
+    assert event == "error" and "unknown ranking" in payload["error"]
+    event, _ = call([])  # the query has no default: still refused
+    assert event == "error"
+
+
+RANKING_QUERIES = [QUERY, *app.EXAMPLES[1:]]
+
+
+@pytest.mark.slow
+def test_api_search_text_rankings(client):
+    from gradio_client.exceptions import AppError
+
+    default = client.predict(QUERY, "baseline", 0.0, 1.0, 5, api_name="/search_text")  # the positional call of old
+    assert_result_shape(default, model="baseline", top_n=5, ranking=SETTINGS.default_ranking)
+    by_keyword = client.predict(query=QUERY, top_n=5, api_name="/search_text")
+    assert by_keyword == default
+    differs = set()
+    for query in RANKING_QUERIES:
+        seed = client.predict(query, "baseline", 0.0, 1.0, 5, "seed", api_name="/search_text")
+        assert_result_shape(seed, model="baseline", top_n=5, ranking="seed")
+        for ranking in ("hybrid", "song-mean"):
+            result = client.predict(query, "baseline", 0.0, 1.0, 5, ranking, api_name="/search_text")
+            assert_result_shape(result, model="baseline", top_n=5, ranking=ranking)
+            assert len(result["results"]) == 5
+            if [s["song_id"] for s in result["results"]] != [s["song_id"] for s in seed["results"]]:
+                differs.add(ranking)
+    assert differs == {"hybrid", "song-mean"}, "each song-level ranking changes at least one query's songs"
+    # The valence range still filters under a song-level ranking.
+    happy = client.predict("dancing in the summer rain", "baseline", 0.6, 1.0, 5, "hybrid", api_name="/search_text")
+    assert happy["results"] and all(song["valence"] >= 0.6 for song in happy["results"])
+    for bad in ("best", "", "SEED; drop"):
+        with pytest.raises(AppError, match="unknown ranking") as caught:
+            client.predict(QUERY, "baseline", 0.0, 1.0, 5, bad, api_name="/search_text")
+        assert "seed, song-mean, windows, hybrid" in str(caught.value)
 
 
 @pytest.mark.slow

@@ -49,9 +49,15 @@ def page():
 def test_search_shows_songs_and_matched_lines(app_url, page):
     from playwright.sync_api import expect
 
+    import app
+
     page.goto(app_url, wait_until="domcontentloaded")
     status = page.locator("#status-line")
     expect(status).to_contain_text("Loaded:", timeout=60_000)  # the loading progress ends in the status line
+    ranking = page.locator("#ranking-box")  # shared by the Text, Image and Compare tabs
+    expect(ranking).to_contain_text("Ranking")
+    default_label = dict((name, label) for label, name in app.RANKING_CHOICES)[app.SETTINGS.default_ranking]
+    expect(ranking.locator("input")).to_have_value(default_label)
     page.locator("#query-box textarea").fill(QUERY)
     page.locator("#search-button").click()
     table = page.locator("#results-table")

@@ -9,14 +9,17 @@ import sys
 
 import pytest
 
-from recommender.__main__ import main
+from recommender.__main__ import build_parser, main
+from recommender.ranking import RANKING_NAMES
+from space_config import SETTINGS
 from tests.conftest import REPO_ROOT
 
 
 def test_search_json_is_one_object_in_the_contract_shape(capsys, default_recommender):
     assert main(["search", "dancing in the summer rain", "--json", "--top", "3"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert set(payload) == {"query", "model", "results"}
+    assert set(payload) == {"query", "model", "ranking", "results"}
+    assert payload["ranking"] == SETTINGS.default_ranking
     assert len(payload["results"]) == 3
     for song in payload["results"]:
         assert set(song) == {"rank", "song_id", "title", "artist", "valence", "score", "lines"}
@@ -37,6 +40,8 @@ def test_search_table_is_readable(capsys, default_recommender):
         (["search", "rain", "--model", "no-such-model"], "unknown model"),
         (["search", "rain", "--catalog", "/no/such/dir"], "catalog directory not found"),
         (["search", "rain", "--top", "0"], "top_n"),
+        (["search", "rain", "--ranking", "best"], "unknown ranking 'best': choose one of seed, song-mean"),
+        (["search", "--image", "/etc/hostname", "--ranking", "nope"], "unknown ranking 'nope'"),
         (["ingest", "/no/such/file.csv", "--out", "/tmp/x"], "source not found"),
         (["build", "--catalog", "/no/such/dir", "--out", "/tmp/x"], "not found"),
     ],
@@ -45,6 +50,50 @@ def test_bad_input_exits_2_with_one_clear_line(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+@pytest.mark.parametrize("ranking", RANKING_NAMES)
+def test_search_with_each_ranking_returns_songs(capsys, default_recommender, ranking):
+    assert main(["search", "driving alone at night after a breakup", "--json", "--top", "4", "--ranking",
+                 ranking]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["ranking"] == ranking and len(payload["results"]) == 4
+    assert [song["rank"] for song in payload["results"]] == [1, 2, 3, 4]
+    assert [song["score"] for song in payload["results"]] == sorted((s["score"] for s in payload["results"]),
+                                                                    reverse=True)
+    assert all(song["lines"] for song in payload["results"])
+    assert main(["search", "dancing in the summer rain", "--top", "2", "--ranking", ranking]) == 0
+    out = capsys.readouterr().out
+    assert f"ranking {ranking}" in out and " 1. " in out and " 2. " in out
+
+
+def test_image_search_takes_a_ranking(capsys, tmp_path):
+    """--image with each ranking, through a tiny random CLIP (offline) on a small catalog."""
+    from PIL import Image
+
+    from tests.conftest import make_catalog
+    from tests.tiny_clip import build_tiny_clip
+
+    clip_dir = build_tiny_clip(tmp_path / "tiny-clip")
+    catalog = make_catalog([{"title": f"Song {i}", "artist": "Band", "valence": i / 10,
+                             "lines": [f"line {i} {word}" for word in ("coffee", "cat", "space", "stars", "rain")]}
+                            for i in range(8)]).save(tmp_path / "cat")
+    picture = tmp_path / "p.png"
+    Image.new("RGB", (32, 32), (200, 120, 40)).save(picture)
+    for ranking in RANKING_NAMES:
+        assert main(["search", "--image", str(picture), "--model", str(clip_dir), "--catalog", str(catalog),
+                     "--json", "--top", "3", "--ranking", ranking]) == 0
+        payload = json.loads(capsys.readouterr().out)
+        assert payload["ranking"] == ranking and payload["query"] == "image:p.png" and len(payload["results"]) == 3
+
+
+def test_ranking_help_names_every_ranking_and_the_study_rule():
+    search = build_parser()._subparsers._group_actions[0].choices["search"]
+    action = next(action for action in search._actions if action.dest == "ranking")
+    assert action.default == SETTINGS.default_ranking
+    assert action.metavar == "{" + ",".join(RANKING_NAMES) + "}"
+    assert "seed = the original study's rule" in action.help
+    assert all(f"{name} = " in action.help for name in RANKING_NAMES)
 
 
 def test_ingest_build_search_round_trip(tmp_path, capsys, packaged_encoder):

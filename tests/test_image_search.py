@@ -90,7 +90,7 @@ def test_cli_image_search_json(tiny_clip_dir, clip_catalog, sample_pngs):
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
-    assert set(payload) == {"query", "model", "results"} and len(payload["results"]) == 2
+    assert set(payload) == {"query", "model", "ranking", "results"} and len(payload["results"]) == 2
 
 
 def test_text_model_refuses_images_and_bad_images_are_clear(tiny_clip_dir, clip_catalog, tmp_path, packaged_encoder):

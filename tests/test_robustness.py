@@ -37,7 +37,7 @@ from space_config import SETTINGS
 SERVICE_EXAMPLES = 800
 APP_EXAMPLES = 200
 NORMAL_QUERY = "driving alone at night after a breakup"
-RESULT_KEYS = {"query", "model", "results"}
+RESULT_KEYS = {"query", "model", "ranking", "results"}
 SONG_KEYS = {"rank", "song_id", "title", "artist", "valence", "score", "lines"}
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from recommender.errors import QueryError
 from recommender.service import Recommender, check_query
+from space_config import SETTINGS
 
 
 def recompute(lines, threshold=0.6):
@@ -90,3 +91,44 @@ def test_stale_cached_embeddings_are_rebuilt_but_explicit_ones_refused(tmp_path,
     with pytest.raises(EmbeddingsMismatchError, match="built for catalog"):
         Recommender.open(catalog_dir=tmp_path / "cat3", embeddings_dir=next((tmp_path / "cat2" / "embeddings")
                                                                             .iterdir()), model="baseline")
+
+
+@pytest.mark.parametrize("ranking", ["seed", "song-mean", "windows", "hybrid"])
+def test_each_ranking_answers_with_its_name_and_respects_the_valence_range(default_recommender, ranking):
+    result = default_recommender.search_text("crying alone at a funeral", valence_min=0.0, valence_max=0.4, top_n=5,
+                                             ranking=ranking)
+    assert result["ranking"] == ranking and len(result["results"]) == 5
+    assert all(song["valence"] is not None and song["valence"] <= 0.4 for song in result["results"])
+    assert [song["score"] for song in result["results"]] == sorted((s["score"] for s in result["results"]),
+                                                                   reverse=True)
+    catalog = default_recommender.catalog
+    for song in result["results"]:
+        texts = set(catalog.lines.loc[catalog.lines["song_id"] == song["song_id"], "text"])
+        assert song["lines"] and all(line["text"] in texts for line in song["lines"])  # the song's own lines
+        assert [line["score"] for line in song["lines"]] == sorted((line["score"] for line in song["lines"]),
+                                                                   reverse=True)
+        if ranking != "seed":
+            assert len(song["lines"]) <= SETTINGS.shown_lines_per_song
+
+
+def test_song_mean_scores_are_cosines_with_the_song_vector(default_recommender):
+    import numpy as np
+
+    query = "dancing in the summer rain"
+    result = default_recommender.search_text(query, top_n=5, ranking="song-mean")
+    vector = default_recommender.encoder.encode_queries([query])[0]
+    positions = {song_id: i for i, song_id in enumerate(default_recommender.catalog.songs["song_id"])}
+    units = default_recommender.song_units()
+    for song in result["results"]:
+        rows = units.song_rows[units.song_row_start[positions[song["song_id"]]]:
+                               units.song_row_start[positions[song["song_id"]] + 1]]
+        mean = default_recommender._row_vectors(rows).numpy().mean(axis=0)
+        assert song["score"] == pytest.approx(float(mean @ vector / np.linalg.norm(mean)), abs=1e-4)
+
+
+def test_default_and_unknown_rankings(default_recommender):
+    assert default_recommender.search_text("rain", top_n=1)["ranking"] == SETTINGS.default_ranking
+    assert default_recommender.search_text("rain", top_n=1, ranking=" Seed ")["ranking"] == "seed"
+    for bad in ("best", "", "seed,hybrid"):
+        with pytest.raises(QueryError, match="unknown ranking"):
+            default_recommender.search_text("rain", ranking=bad)
