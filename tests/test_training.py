@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from recommender.catalog import Catalog, make_song_id
+from recommender.encoders import load_encoder
+from space_config import SETTINGS
 from training.evaluate import graded_metrics, paired_bootstrap, rank_metrics, song_metrics
 from training.pairs import assign_splits, clean_pairs, restates_line, split_of, split_pairs
 from training.report import push_decision
@@ -217,6 +220,8 @@ def test_push_passes_the_user_queries_and_follows_the_gate(tmp_path, monkeypatch
         return outcome["result"]
 
     monkeypatch.setattr(finetune, "evaluate", fake_evaluate)
+    published = []
+    monkeypatch.setattr(finetune, "publish_embeddings", lambda model_dir, args, api: published.append(model_dir))
     args = finetune.build_parser().parse_args(["--catalog", "cat", "--out", str(tmp_path), "--base", "old",
                                                "--push-to-hub", "me/model"])
     assert args.queries == str(finetune.DEFAULT_USER_QUERIES) and finetune.DEFAULT_USER_QUERIES.is_file()
@@ -227,9 +232,48 @@ def test_push_passes_the_user_queries_and_follows_the_gate(tmp_path, monkeypatch
     outcome["result"] = with_user(gate_result(*line_wins), (0.01, -0.02, 0.04))
     assert finetune.push("new", args) and len(uploads) == 1
     assert "user nDCG@10" in uploads[0]["commit_message"]
+    assert published == ["new"]  # a pushed winner gets its catalog embeddings rebuilt and published
     outcome["raise"] = UnjudgedPairsError([("u01", "s1")], "python -m training.judging unjudged ...")
     args.force = True
     assert not finetune.push("new", args) and len(uploads) == 1
     custom = finetune.build_parser().parse_args(["--catalog", "cat", "--out", "o", "--queries", "q.jsonl",
                                                  "--judgments", "j.jsonl", "--user-catalog", "uc"])
     assert (custom.queries, custom.judgments, custom.user_catalog) == ("q.jsonl", "j.jsonl", "uc")
+
+
+def test_publish_embeddings_rebuilds_the_catalog_with_the_pushed_model(tmp_path, packaged_encoder):
+    """After a push, the catalog and BOTH embedding sets go to the dataset repo in one commit; the fine-tuned set is
+    named for the configured model and loads against the pushed weights (fingerprint checked)."""
+    from recommender.catalog import Catalog
+    from recommender.embeddings import load_embeddings, read_manifest
+    from recommender.hub import EMBEDDINGS_PREFIX
+    from recommender.service import default_catalog_dir
+    from training import finetune
+
+    model_dir = tmp_path / "model"
+    packaged_encoder.model.save(str(model_dir))
+    commits = []
+
+    class FakeApi:
+        def create_repo(self, *args, **kwargs):
+            pass
+
+        def create_commit(self, repo, operations, **kwargs):
+            commits.append((repo, {op.path_in_repo: op.path_or_fileobj for op in operations}))
+            for op in operations:  # keep the staged files: publish() removes its staging folder afterwards
+                target = tmp_path / "repo" / op.path_in_repo
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(Path(op.path_or_fileobj).read_bytes())
+            return type("Commit", (), {"oid": "f" * 40})()
+
+    args = finetune.build_parser().parse_args(["--catalog", str(default_catalog_dir()), "--out", str(tmp_path / "run"),
+                                               "--dataset-repo", "me/lyrics-lines"])
+    assert finetune.publish_embeddings(model_dir, args, api=FakeApi()) == "f" * 40
+    (repo, files), = commits
+    assert repo == "me/lyrics-lines" and "catalog/songs.parquet" in files
+    finetuned_set = tmp_path / "repo" / EMBEDDINGS_PREFIX / SETTINGS.finetuned_model
+    assert read_manifest(finetuned_set)["model_name"] == SETTINGS.finetuned_model
+    assert (tmp_path / "repo" / EMBEDDINGS_PREFIX / SETTINGS.baseline_model / "manifest.json").is_file()
+    pushed = load_encoder(str(model_dir))
+    embeddings = load_embeddings(finetuned_set, catalog=Catalog.load(default_catalog_dir()), encoder=pushed)
+    assert len(embeddings.texts) > 1000

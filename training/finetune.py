@@ -269,10 +269,37 @@ def push(model_dir: Path, args: argparse.Namespace) -> bool:
         logger.warning("FORCED PUSH of a model that does not win: %s", reason)
     api = HfApi()  # the token comes from HF_TOKEN in the environment only
     api.create_repo(args.push_to_hub, repo_type="model", exist_ok=True)
-    api.upload_folder(repo_id=args.push_to_hub, folder_path=str(model_dir), repo_type="model",
-                      commit_message=f"Fine-tuned lyrics model: {reason}")
+    commit = api.upload_folder(repo_id=args.push_to_hub, folder_path=str(model_dir), repo_type="model",
+                               commit_message=f"Fine-tuned lyrics model: {reason}")
     logger.info("pushed %s to %s (%s)", model_dir, args.push_to_hub, reason)
+    if args.dataset_repo:
+        revision = publish_embeddings(model_dir, args, api=api)
+        logger.info("published the catalog with embeddings of the new model to %s at %s; pin it as "
+                    "dataset_revision and the model commit %s as the finetuned revision in space_config",
+                    args.dataset_repo, revision, getattr(commit, "oid", commit))
     return True
+
+
+def publish_embeddings(model_dir: Path, args: argparse.Namespace, *, api: object | None = None) -> str:
+    """Rebuild the catalog's line embeddings with the pushed model and publish them beside the baseline's.
+
+    The set is named after the configured fine-tuned model, so the Space finds it under that name; the loader
+    checks its fingerprint against the model it downloads, so a set from other weights is never served.
+    """
+    import dataclasses
+
+    from recommender.embeddings import build_embeddings
+    from recommender.hub import publish
+
+    catalog = Catalog.load(args.catalog)
+    sets = []
+    for name, encoder in ((SETTINGS.baseline_model, load_encoder(SETTINGS.baseline_model)),
+                          (SETTINGS.finetuned_model, dataclasses.replace(load_encoder(str(model_dir)),
+                                                                         name=SETTINGS.finetuned_model))):
+        directory = Path(args.out) / "publish-embeddings" / name
+        build_embeddings(catalog, encoder, directory, show_progress_bar=True)
+        sets.append(directory)
+    return publish(args.catalog, sets, repo=args.dataset_repo, api=api)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     parser.add_argument("--push-to-hub", metavar="REPO", help="push the model and rebuilt embeddings if it wins")
+    parser.add_argument("--dataset-repo", default=SETTINGS.dataset_repo, metavar="OWNER/NAME",
+                        help="after a push, rebuild the catalog embeddings with the new model and publish them here "
+                             "(default: space_config's dataset_repo; '' to skip)")
     parser.add_argument("--force", action="store_true", help="push even if the evaluation says it does not win")
     parser.add_argument("--skip-eval", action="store_true", help="no held-out test evaluation after training")
     parser.add_argument("--mood-queries", help="judged mood queries (JSONL) to include in the test evaluation")
