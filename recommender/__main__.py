@@ -140,10 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top", type=int, default=SETTINGS.default_top_n, help="number of songs")
     # The names are spelled out (not imported from recommender.ranking) so that building the parser never imports
     # torch; tests/test_cli.py checks they match RANKING_NAMES, and check_ranking validates the value.
-    search.add_argument("--ranking", default=SETTINGS.default_ranking, metavar="{seed,song-mean,windows,hybrid}",
+    search.add_argument("--ranking", default=SETTINGS.default_ranking, metavar="{seed,song-mean,windows,hybrid,blend}",
                         help="how lines become song scores: seed = the original study's rule (top-100 lines, summed "
                              "per song); song-mean = the song's mean line vector; windows = the study's rule over "
-                             f"{SETTINGS.window_lines}-line windows; hybrid = song vector + best window "
+                             f"{SETTINGS.window_lines}-line windows; hybrid = song vector + best window; "
+                             f"blend = song vector + {SETTINGS.verse_lines}-line verses encoded as one text + best "
+                             "window "
                              f"(default: {SETTINGS.default_ranking})")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(handler=_command_search)

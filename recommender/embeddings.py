@@ -4,6 +4,11 @@ Layout of an embedding directory::
 
     manifest.json        model name/id/revision/fingerprint, dim, dtype, count, catalog hash, vectors hash
     embeddings.parquet   text (string) · embedding (fixed_size_list<float32>[dim]), unit length
+    verses.parquet       the same schema for the distinct verse texts (text models only; see ``verse_texts``)
+
+A verse is a run of consecutive distinct lines of one song encoded as ONE text, so the model sees them together;
+the manifest's ``verses`` entry (absent in sets without verses) records the lines per verse, the count and the
+checksum of the verse vectors.
 
 An embedding set is only valid for the exact model and catalog that made it; ``load_embeddings`` refuses
 anything else, and a set is written to a temporary directory and renamed into place, so a half-written set
@@ -29,21 +34,30 @@ import pyarrow.parquet as pq
 from recommender.catalog import Catalog, replace_directory
 from recommender.encoders import TextEncoder, fingerprints_match
 from recommender.errors import EmbeddingsMismatchError
+from space_config import SETTINGS
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 VECTORS_FILE = "embeddings.parquet"
+VERSES_FILE = "verses.parquet"
 FORMAT_VERSION = 1
 
 
 @dataclass
 class EmbeddingSet:
-    """Unit vectors for the distinct line texts of one catalog, made by one model."""
+    """Unit vectors for the distinct line texts of one catalog, made by one model.
+
+    Attributes:
+        verse_texts: The distinct verse texts (``verse_texts``), or None for a set without verses (CLIP, older sets).
+        verse_vectors: Their (verses, d) unit vectors, or None.
+    """
 
     texts: list[str]
     vectors: np.ndarray
     manifest: dict
+    verse_texts: list[str] | None = None
+    verse_vectors: np.ndarray | None = None
 
     @property
     def dimension(self) -> int:
@@ -60,12 +74,38 @@ def distinct_texts(catalog: Catalog) -> list[str]:
     return list(dict.fromkeys(catalog.lines["text"].tolist()))
 
 
+def verse_texts(catalog: Catalog, lines: int = SETTINGS.verse_lines) -> list[tuple[str, str]]:
+    """``(song_id, verse_text)`` for every verse of the catalog, songs in ``catalog.songs`` order.
+
+    A song's distinct line texts (each at its first appearance, in position order: a repeated chorus counts once)
+    are cut into consecutive runs of ``lines``; the last, shorter run is a verse of its own (a song shorter than
+    ``lines`` is one verse). A verse's text is its lines joined with newlines. ``lines`` <= 0: no verses.
+    """
+    lines = int(lines)
+    if lines <= 0 or catalog.lines.empty:
+        return []
+    ordered = catalog.lines.sort_values(["song_id", "position"], kind="stable")
+    song_texts = {song_id: list(dict.fromkeys(texts))
+                  for song_id, texts in ordered.groupby("song_id", sort=False)["text"].agg(list).items()}
+    verses = []
+    for song_id in catalog.songs["song_id"].tolist():
+        texts = song_texts.get(song_id, [])
+        verses.extend((song_id, "\n".join(texts[start:start + lines])) for start in range(0, len(texts), lines))
+    return verses
+
+
 def build_embeddings(catalog: Catalog, encoder: TextEncoder, out_dir: str | os.PathLike, *,
-                     batch_size: int | None = None, show_progress_bar: bool = True) -> tuple[EmbeddingSet, dict]:
-    """Encode the catalog's distinct line texts and write the set atomically.
+                     batch_size: int | None = None, show_progress_bar: bool = True,
+                     verse_lines: int | None = None) -> tuple[EmbeddingSet, dict]:
+    """Encode the catalog's distinct line texts (and, for text models, its distinct verse texts) and write the set
+    atomically.
+
+    Args:
+        verse_lines: Lines per verse (default ``SETTINGS.verse_lines``); 0 builds no verses. CLIP models never get
+            verses: their 77-token context would truncate them.
 
     Returns:
-        The embedding set and a build report (counts, seconds, lines per second).
+        The embedding set and a build report (counts, seconds, lines per second, verses encoded).
     """
     texts = distinct_texts(catalog)
     started = time.perf_counter()
@@ -83,6 +123,15 @@ def build_embeddings(catalog: Catalog, encoder: TextEncoder, out_dir: str | os.P
         "lines_per_second": round(len(catalog.lines) / seconds, 1) if seconds > 0 else None,
         **getattr(encoder, "last_encode_report", {}),
     }
+    verse_lines = SETTINGS.verse_lines if verse_lines is None else int(verse_lines)
+    verses = (list(dict.fromkeys(text for _, text in verse_texts(catalog, lines=verse_lines)))
+              if encoder.kind == "text" and verse_lines > 0 else [])
+    verse_vectors = None
+    if verses:
+        started = time.perf_counter()
+        verse_vectors = encoder.encode(verses, **kwargs)
+        report["verse_seconds"] = round(time.perf_counter() - started, 3)
+    report["verses_encoded"] = len(verses)
     manifest = {
         "format_version": FORMAT_VERSION,
         "model_name": encoder.name,
@@ -99,7 +148,10 @@ def build_embeddings(catalog: Catalog, encoder: TextEncoder, out_dir: str | os.P
         "vectors_sha256": vectors_digest(vectors),
         "build_report": report,
     }
-    embedding_set = EmbeddingSet(texts, vectors, manifest)
+    if verses:
+        manifest["verses"] = {"lines": verse_lines, "count": len(verses),
+                              "vectors_sha256": vectors_digest(verse_vectors)}
+    embedding_set = EmbeddingSet(texts, vectors, manifest, verses or None, verse_vectors)
     save_embeddings(embedding_set, out_dir)
     return embedding_set, report
 
@@ -111,18 +163,40 @@ def save_embeddings(embedding_set: EmbeddingSet, out_dir: str | os.PathLike) -> 
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         dim = embedding_set.dimension
-        flat = pa.array(np.ascontiguousarray(embedding_set.vectors, dtype=np.float32).reshape(-1))
-        table = pa.table({
-            "text": pa.array(embedding_set.texts, pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
-        })
-        pq.write_table(table, staging / VECTORS_FILE)
+        pq.write_table(_vector_table(embedding_set.texts, embedding_set.vectors, dim), staging / VECTORS_FILE)
+        if embedding_set.verse_texts is not None:
+            pq.write_table(_vector_table(embedding_set.verse_texts, embedding_set.verse_vectors, dim),
+                           staging / VERSES_FILE)
         (staging / MANIFEST_FILE).write_text(json.dumps(embedding_set.manifest, indent=2))
         replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _vector_table(texts: list[str], vectors: np.ndarray, dim: int) -> pa.Table:
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+    return pa.table({
+        "text": pa.array(texts, pa.string()),
+        "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+    })
+
+
+def _read_vector_table(path: Path, dim: int) -> tuple[list[str], np.ndarray]:
+    """Texts and (n, dim) float32 vectors of a vectors file.
+
+    Raises:
+        EmbeddingsMismatchError: The file is unreadable, corrupted or truncated.
+    """
+    try:
+        table = pq.read_table(path)
+        texts = table.column("text").to_pylist()
+        embedding_column = table.column("embedding").combine_chunks()
+        vectors = embedding_column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+    except (OSError, KeyError, ValueError, pa.ArrowException) as error:
+        raise EmbeddingsMismatchError(f"{path}: corrupted or truncated ({error})") from error
+    return texts, vectors
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:
@@ -166,13 +240,10 @@ def load_embeddings(directory: str | os.PathLike, *, catalog: Catalog, encoder: 
             f"(fingerprint {manifest.get('fingerprint', {}).get('sha')}), but the loaded model is "
             f"{encoder.model_id} (fingerprint {encoder.fingerprint['sha']}); they cannot be mixed")
     try:
-        table = pq.read_table(source / VECTORS_FILE)
-        texts = table.column("text").to_pylist()
-        embedding_column = table.column("embedding").combine_chunks()
         dim = int(manifest["dimension"])
-        vectors = embedding_column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
-    except (OSError, KeyError, ValueError, pa.ArrowException) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise EmbeddingsMismatchError(f"{source / VECTORS_FILE}: corrupted or truncated ({error})") from error
+    texts, vectors = _read_vector_table(source / VECTORS_FILE, dim)
     if len(texts) != manifest.get("count") or vectors.shape[0] != len(texts):
         raise EmbeddingsMismatchError(f"{source}: manifest says {manifest.get('count')} vectors, "
                                       f"file holds {vectors.shape[0]}")
@@ -182,4 +253,37 @@ def load_embeddings(directory: str | os.PathLike, *, catalog: Catalog, encoder: 
     missing = set(catalog.lines["text"]).difference(texts)
     if missing:
         raise EmbeddingsMismatchError(f"{source}: {len(missing)} catalog line text(s) have no embedding")
-    return EmbeddingSet(texts, vectors, manifest)
+    verses, verse_vectors = _load_verses(source, manifest, catalog, dim)
+    return EmbeddingSet(texts, vectors, manifest, verses, verse_vectors)
+
+
+def _load_verses(source: Path, manifest: dict, catalog: Catalog,
+                 dim: int) -> tuple[list[str] | None, np.ndarray | None]:
+    """The verse texts and vectors a manifest lists, verified like the line vectors; (None, None) when it lists none.
+
+    Raises:
+        EmbeddingsMismatchError: The verses file is missing, corrupted, holds another count, fails its checksum, or
+            lacks a verse of the catalog.
+    """
+    info = manifest.get("verses")
+    if not info:
+        return None, None
+    path = source / VERSES_FILE
+    if not path.is_file():
+        raise EmbeddingsMismatchError(f"{path}: missing, but the manifest lists {info.get('count')} verse vectors; "
+                                      "rebuild or re-download the set")
+    texts, vectors = _read_vector_table(path, dim)
+    if len(texts) != info.get("count") or vectors.shape[0] != len(texts):
+        raise EmbeddingsMismatchError(f"{path}: manifest says {info.get('count')} verse vectors, "
+                                      f"file holds {vectors.shape[0]}")
+    if vectors_digest(vectors) != info.get("vectors_sha256"):
+        raise EmbeddingsMismatchError(f"{path}: verse vectors do not match the manifest's checksum "
+                                      "(modified or corrupted); rebuild or re-download the set")
+    try:
+        lines = int(info["lines"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise EmbeddingsMismatchError(f"{source / MANIFEST_FILE}: verses entry has no valid line count") from error
+    missing = {text for _, text in verse_texts(catalog, lines=lines)}.difference(texts)
+    if missing:
+        raise EmbeddingsMismatchError(f"{path}: {len(missing)} catalog verse text(s) have no embedding")
+    return texts, vectors

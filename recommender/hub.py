@@ -152,7 +152,7 @@ def write_repo_layout(catalog_dir: str | os.PathLike, embeddings_dirs: list[str 
     Raises:
         EmbeddingsMismatchError: An embedding set was built for another catalog, or two sets share a name.
     """
-    from recommender.embeddings import MANIFEST_FILE, VECTORS_FILE, read_manifest
+    from recommender.embeddings import MANIFEST_FILE, VECTORS_FILE, VERSES_FILE, read_manifest
 
     catalog = Catalog.load(catalog_dir)
     manifests = []
@@ -167,6 +167,8 @@ def write_repo_layout(catalog_dir: str | os.PathLike, embeddings_dirs: list[str 
         target = staging / EMBEDDINGS_PREFIX / name
         target.mkdir(parents=True)
         shutil.copy2(Path(directory) / VECTORS_FILE, target / VECTORS_FILE)
+        if (Path(directory) / VERSES_FILE).is_file():  # verse vectors (text models; see recommender.embeddings)
+            shutil.copy2(Path(directory) / VERSES_FILE, target / VERSES_FILE)
         shutil.copy2(Path(directory) / MANIFEST_FILE, target / MANIFEST_FILE)
         manifests.append(manifest)
     (staging / CATALOG_PREFIX).mkdir(parents=True)

@@ -114,15 +114,22 @@ def rank_songs(candidate_rows: np.ndarray, candidate_scores: np.ndarray, row_son
 # * ``song-mean`` — the cosine of the query with the song's vector (the normalized mean of its distinct lines);
 # * ``windows`` — the seed rule over windows of consecutive lines (normalized mean of ``window_lines`` line
 #   vectors, every ``window_stride`` lines), so a match needs a few lines in a row about the query;
-# * ``hybrid`` — the song vector plus its best window: what the song is about, and where it says it best.
+# * ``hybrid`` — the song vector plus its best window: what the song is about, and where it says it best;
+# * ``blend`` — ``SETTINGS.blend_weights`` = (w1, w2, w3) · (cos(song vector), cos(verse mean), cos(best window)).
+#   The verse mean is the normalized mean of the song's *verse* vectors: runs of ``SETTINGS.verse_lines`` distinct
+#   lines that the model encoded as one text (stored with the embedding set, see recommender/embeddings.py), so
+#   the model reads lines in context instead of one at a time. A set without verses (CLIP sets, older sets) has no
+#   verse term: "blend" then ranks like "hybrid" with the song and window weights renormalized to
+#   w1 / (w1 + w3) and w3 / (w1 + w3).
 
 SEED_RANKING = "seed"
-RANKING_NAMES = (SEED_RANKING, "song-mean", "windows", "hybrid")
+RANKING_NAMES = (SEED_RANKING, "song-mean", "windows", "hybrid", "blend")
 RANKING_LABELS = {
     SEED_RANKING: "study's rule: top-100 lines, sum per song",
     "song-mean": "song vector: mean of the song's lines",
     "windows": f"study's rule over {SETTINGS.window_lines}-line windows",
     "hybrid": "song vector + best window",
+    "blend": "song vector + verses + best window",
 }
 
 
@@ -151,6 +158,8 @@ class SongUnits:
         window_size: Rows per window (a song shorter than that is one window).
         song_row_start: Rows of song s are ``song_rows[song_row_start[s]:song_row_start[s + 1]]``.
         song_rows: Index rows grouped by song, in line order.
+        verse_mean_vectors: (songs, d) unit vectors, the normalized mean of each song's verse vectors (zero for a song
+            without verses), or None when the embedding set has no verses.
     """
 
     song_vectors: torch.Tensor
@@ -160,12 +169,16 @@ class SongUnits:
     window_size: np.ndarray
     song_row_start: np.ndarray
     song_rows: np.ndarray
+    verse_mean_vectors: torch.Tensor | None = None
 
 
 def build_song_units(row_song: np.ndarray, row_vectors: torch.Tensor, n_songs: int, *,
                      window_lines: int = SETTINGS.window_lines,
-                     window_stride: int = SETTINGS.window_stride) -> SongUnits:
-    """Song vectors and line windows from row vectors (rows of one song consecutive, in line order)."""
+                     window_stride: int = SETTINGS.window_stride,
+                     verse_song: np.ndarray | None = None,
+                     verse_vectors: torch.Tensor | np.ndarray | None = None) -> SongUnits:
+    """Song vectors and line windows from row vectors (rows of one song consecutive, in line order), and the verse
+    mean of each song from ``verse_song`` (song position of each verse) and ``verse_vectors`` when given."""
     row_song = np.asarray(row_song, dtype=np.int64)
     vectors = row_vectors.float()
     song_index = torch.from_numpy(row_song)
@@ -196,9 +209,18 @@ def build_song_units(row_song: np.ndarray, row_vectors: torch.Tensor, n_songs: i
     prefix = torch.cat([torch.zeros(1, vectors.shape[1]), torch.cumsum(ordered.double(), dim=0).float()])
     start_positions = torch.from_numpy(position_of_row[first_row])
     window_sums = prefix[start_positions + torch.from_numpy(size)] - prefix[start_positions]
+    verse_means = None
+    if verse_song is not None and verse_vectors is not None:
+        verses = torch.as_tensor(np.ascontiguousarray(verse_vectors, dtype=np.float32)
+                                 if isinstance(verse_vectors, np.ndarray) else verse_vectors).float()
+        verse_index = torch.from_numpy(np.asarray(verse_song, dtype=np.int64))
+        if len(verse_index) != len(verses):
+            raise ValueError(f"{len(verse_index)} verse songs but {len(verses)} verse vectors")
+        verse_sums = torch.zeros(n_songs, vectors.shape[1]).index_add_(0, verse_index, verses)
+        verse_means = torch.nn.functional.normalize(verse_sums, dim=1)
     return SongUnits(song_vectors, torch.nn.functional.normalize(window_sums, dim=1),
                      np.asarray(songs, dtype=np.int64), first_row, size, song_row_start.astype(np.int64),
-                     song_rows.astype(np.int64))
+                     song_rows.astype(np.int64), verse_means)
 
 
 def _best_lines(units: SongUnits, song: int, query: torch.Tensor, row_vectors_of, count: int) -> list[LineMatch]:
@@ -212,12 +234,15 @@ def _best_lines(units: SongUnits, song: int, query: torch.Tensor, row_vectors_of
 def rank_songs_by_units(ranking: str, query_vector: np.ndarray, units: SongUnits, row_vectors_of, *,
                         allowed_songs: np.ndarray | None, threshold: float,
                         low_score_weight: float = SETTINGS.low_score_weight, top_n: int = SETTINGS.default_top_n,
-                        shown_lines: int = SETTINGS.shown_lines_per_song) -> list[SongHit]:
-    """Rank songs by ``song-mean``, ``windows`` or ``hybrid`` (see the section comment).
+                        shown_lines: int = SETTINGS.shown_lines_per_song,
+                        blend_weights: tuple[float, float, float] = SETTINGS.blend_weights) -> list[SongHit]:
+    """Rank songs by ``song-mean``, ``windows``, ``hybrid`` or ``blend`` (see the section comment).
 
     Args:
         row_vectors_of: Maps an array of index rows to their (rows, d) float32 unit vectors.
         allowed_songs: Boolean mask over songs (the valence range), or None for all.
+        blend_weights: ``blend``'s weights of the song vector, the verse mean and the best window (without verses:
+            the first and last, renormalized to sum to 1).
 
     Returns:
         Songs by descending score (ties: lower song position first), each with its best lines, best first.
@@ -234,11 +259,20 @@ def rank_songs_by_units(ranking: str, query_vector: np.ndarray, units: SongUnits
                           low_score_weight=low_score_weight, top_n=top_n)
     else:
         song_scores = (units.song_vectors @ query).numpy().astype(np.float64)
-        if ranking == "hybrid":
+        if ranking in ("hybrid", "blend"):
             best_window = np.full(n_songs, -np.inf)
             np.maximum.at(best_window, units.window_song, window_scores.numpy().astype(np.float64))
+        if ranking == "hybrid":
             song_scores = (SETTINGS.hybrid_song_weight * song_scores
                            + (1.0 - SETTINGS.hybrid_song_weight) * best_window)
+        elif ranking == "blend":
+            song_weight, verse_weight, window_weight = (float(weight) for weight in blend_weights)
+            if units.verse_mean_vectors is not None:
+                verse_scores = (units.verse_mean_vectors @ query).numpy().astype(np.float64)
+                song_scores = song_weight * song_scores + verse_weight * verse_scores + window_weight * best_window
+            else:  # no verses in this set: song vector + best window, their weights renormalized
+                total = song_weight + window_weight
+                song_scores = (song_weight / total) * song_scores + (window_weight / total) * best_window
         elif ranking != "song-mean":
             raise QueryError(f"unknown ranking {ranking!r}: choose one of {', '.join(RANKING_NAMES)}")
         song_scores[~(allowed & has_rows)] = -np.inf

@@ -19,7 +19,7 @@ import torch
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from recommender.catalog import Catalog
-from recommender.embeddings import build_embeddings, load_embeddings
+from recommender.embeddings import EmbeddingSet, build_embeddings, load_embeddings, verse_texts
 from recommender.encoders import TextEncoder, load_encoder
 from recommender.errors import EmbeddingsMismatchError, ModelUnavailableError, QueryError, RecommenderError
 from recommender.index import LineIndex
@@ -93,6 +93,34 @@ def check_top_n(top_n: int | float) -> int:
     return int(value)
 
 
+def missing_verses_reason(embeddings: EmbeddingSet, encoder: TextEncoder) -> str | None:
+    """Why a text model's embedding set lacks the verses ``SETTINGS.verse_lines`` asks for, or None when it has them
+    (or none are wanted: verses disabled, or a CLIP model)."""
+    if SETTINGS.verse_lines <= 0 or encoder.kind != "text":
+        return None
+    verses = embeddings.manifest.get("verses")
+    if not verses or embeddings.verse_texts is None:
+        return "have no verse vectors"
+    if verses.get("lines") != SETTINGS.verse_lines:
+        return f"have {verses.get('lines')}-line verses, not {SETTINGS.verse_lines}-line ones"
+    return None
+
+
+def song_verses(catalog: Catalog, embeddings: EmbeddingSet) -> tuple[np.ndarray | None, torch.Tensor | None]:
+    """Song position and vector of every verse of ``catalog`` (by the set's verse length), or (None, None) when the
+    set has no verses or ``SETTINGS.verse_lines`` is 0 (verses disabled)."""
+    info = embeddings.manifest.get("verses")
+    if SETTINGS.verse_lines <= 0 or not info or embeddings.verse_texts is None or embeddings.verse_vectors is None:
+        return None, None
+    song_position = {song_id: position for position, song_id in enumerate(catalog.songs["song_id"].tolist())}
+    text_position = {text: position for position, text in enumerate(embeddings.verse_texts)}
+    verses = verse_texts(catalog, lines=int(info["lines"]))  # load_embeddings checked every one has a vector
+    songs = np.fromiter((song_position[song_id] for song_id, _ in verses), dtype=np.int64, count=len(verses))
+    rows = np.fromiter((text_position[text] for _, text in verses), dtype=np.int64, count=len(verses))
+    vectors = torch.from_numpy(np.ascontiguousarray(embeddings.verse_vectors, dtype=np.float32))[torch.from_numpy(rows)]
+    return songs, vectors
+
+
 @dataclass
 class Recommender:
     """Search one catalog with one model.
@@ -103,6 +131,8 @@ class Recommender:
         index: Line vectors of the catalog.
         catalog_label: Where the catalog came from (for status lines).
         embeddings_label: Where the embedding set came from.
+        verse_song: Song position (in ``catalog.songs``) of each verse of the embedding set, or None without verses.
+        verse_vectors: (verses, d) unit vectors of those verses (same order), or None.
     """
 
     catalog: Catalog
@@ -112,6 +142,8 @@ class Recommender:
     embeddings_label: str
     threshold: float = SETTINGS.default_threshold
     notices: list[str] = field(default_factory=list)
+    verse_song: np.ndarray | None = None
+    verse_vectors: torch.Tensor | None = None
     _units: SongUnits | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -141,11 +173,18 @@ class Recommender:
             logger.warning("cached embeddings at %s are stale; rebuilding", embeddings_path)
             build_embeddings(catalog, encoder, embeddings_path, show_progress_bar=False)
             embeddings = load_embeddings(embeddings_path, catalog=catalog, encoder=encoder)
+        reason = None if explicit or not build_missing else missing_verses_reason(embeddings, encoder)
+        if reason:
+            # Our own cache predates verses or used another verse length: rebuild it (like a stale cache).
+            logger.warning("cached embeddings at %s %s; rebuilding", embeddings_path, reason)
+            build_embeddings(catalog, encoder, embeddings_path, show_progress_bar=False)
+            embeddings = load_embeddings(embeddings_path, catalog=catalog, encoder=encoder)
         threshold = float(embeddings.manifest.get("threshold", encoder.threshold))
         catalog_label = "embedded default (data/default_songs.jsonl)" if catalog_dir is None else str(catalog_path)
         notices = [encoder.notice] if encoder.notice else []
+        verse_song, verse_vectors = song_verses(catalog, embeddings)
         return cls(catalog, encoder, LineIndex.build(catalog, embeddings), catalog_label, str(embeddings_path),
-                   threshold, notices)
+                   threshold, notices, verse_song, verse_vectors)
 
     def search_text(self, query: str, *, valence_min: float = 0.0, valence_max: float = 1.0,
                     top_n: int = SETTINGS.default_top_n, ranking: str | None = None) -> dict:
@@ -205,11 +244,12 @@ class Recommender:
         return self.index.vectors[torch.from_numpy(np.asarray(self.index.row_text[rows], dtype=np.int64))]
 
     def song_units(self) -> SongUnits:
-        """Song vectors and line windows, built from the index's vectors on first use (under a second for 100k
-        lines; the seed ranking never needs them)."""
+        """Song vectors, line windows and verse means, built from the index's vectors (and the set's verse vectors)
+        on first use (under a second for 100k lines; the seed ranking never needs them)."""
         if self._units is None:
             all_rows = np.arange(len(self.index), dtype=np.int64)
-            self._units = build_song_units(self.index.row_song, self._row_vectors(all_rows), len(self.catalog.songs))
+            self._units = build_song_units(self.index.row_song, self._row_vectors(all_rows), len(self.catalog.songs),
+                                           verse_song=self.verse_song, verse_vectors=self.verse_vectors)
         return self._units
 
     def _song_json(self, rank: int, hit: SongHit) -> dict:

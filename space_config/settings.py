@@ -50,6 +50,13 @@ class Settings:
     window_stride: int = 2  # a new window every window_stride lines
     hybrid_song_weight: float = 0.5  # hybrid = w · cos(song vector) + (1 − w) · cos(best window)
     shown_lines_per_song: int = 3  # lines shown under a song found by a song-level ranking
+    # Verses: runs of verse_lines consecutive distinct lines of a song, each encoded by the model as ONE text (stride =
+    # verse_lines; a song's last partial run is its own verse). Text models only (CLIP's 77-token limit would truncate
+    # them); 0 disables verses. "blend" = blend_weights · (cos(song vector), cos(mean of the song's verse vectors),
+    # cos(best window)); on a set without verses it ranks by the song vector and best window only, with those two
+    # weights renormalized to sum to 1 (recommender/ranking.py).
+    verse_lines: int = 8
+    blend_weights: tuple[float, float, float] = (0.4, 0.3, 0.3)  # song vector, verse mean, best window
 
     # Models. The packaged model is the embedded default and the offline fallback.
     baseline_model: str = "baseline"

@@ -9,9 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recommender.embeddings import build_embeddings, load_embeddings
+from recommender.embeddings import build_embeddings, distinct_texts, load_embeddings, verse_texts
 from recommender.encoders import make_fingerprint
 from recommender.errors import EmbeddingsMismatchError
+from space_config import SETTINGS
+from tests.conftest import make_catalog
 
 
 class CountingEncoder:
@@ -41,9 +43,12 @@ class CountingEncoder:
 def test_each_distinct_text_is_encoded_once_and_round_trips(tmp_path, small_catalog):
     encoder = CountingEncoder()
     built, report = build_embeddings(small_catalog, encoder, tmp_path / "emb", show_progress_bar=False)
-    line_calls = [text for text in encoder.calls if not text.startswith("probe")]
+    calls = [text for text in encoder.calls if not text.startswith("probe")]
+    line_calls, verse_calls = calls[:6], calls[6:]  # the lines first, then (a text model) the verses
     assert sorted(line_calls) == sorted(set(small_catalog.lines["text"]))
+    assert verse_calls == [text for _, text in verse_texts(small_catalog, lines=SETTINGS.verse_lines)]
     assert report["distinct_texts_encoded"] == 6 and report["catalog_lines"] == 7
+    assert report["verses_encoded"] == 3
     loaded = load_embeddings(tmp_path / "emb", catalog=small_catalog, encoder=encoder)
     np.testing.assert_array_equal(loaded.vectors, built.vectors)
     assert loaded.texts == built.texts
@@ -96,3 +101,105 @@ def test_failed_build_leaves_previous_set_intact(tmp_path, small_catalog, monkey
         build_embeddings(small_catalog, encoder, tmp_path / "emb", show_progress_bar=False)
     assert (tmp_path / "emb" / "embeddings.parquet").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb"]
+
+
+# --- Verses ---------------------------------------------------------------------------------------------------------
+
+
+def verse_catalog():
+    chorus = "oh the chorus comes again"
+    first = ["one", "two", chorus, "three", "four", chorus, "five", "six", "seven", chorus, "eight", "nine"]
+    return make_catalog([
+        {"title": "Zulu", "artist": "Band", "valence": 0.5, "lines": first},  # 10 distinct lines, chorus × 3
+        {"title": "Alpha", "artist": "Band", "valence": 0.5, "lines": ["short a", "short b", "short a"]},
+        {"title": "Mike", "artist": "Band", "valence": 0.5, "lines": ["x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8"]},
+    ])
+
+
+def test_verse_texts_by_hand():
+    catalog = verse_catalog()
+    chorus = "oh the chorus comes again"
+    ids = catalog.songs["song_id"].tolist()
+    expected = [
+        (ids[0], "\n".join(["one", "two", chorus, "three", "four", "five", "six", "seven"])),  # 8 distinct lines
+        (ids[0], "eight\nnine"),  # the last partial run is a verse of its own
+        (ids[1], "short a\nshort b"),  # shorter than a verse: one verse, the repeated line once
+        (ids[2], "x1\nx2\nx3\nx4\nx5\nx6\nx7\nx8"),  # exactly one verse, no empty one after it
+    ]
+    assert verse_texts(catalog, lines=8) == expected
+    # Position order and catalog.songs order, whatever the row order of the lines table.
+    catalog.lines = catalog.lines.iloc[::-1].reset_index(drop=True)
+    assert verse_texts(catalog, lines=8) == expected
+    assert verse_texts(catalog, lines=4)[:3] == [(ids[0], f"one\ntwo\n{chorus}\nthree"),
+                                                 (ids[0], "four\nfive\nsix\nseven"), (ids[0], "eight\nnine")]
+    assert [text for _, text in verse_texts(catalog, lines=1)[:4]] == ["one", "two", chorus, "three"]
+    assert verse_texts(catalog, lines=0) == []
+
+
+def test_verses_round_trip_with_the_manifest(tmp_path):
+    catalog = verse_catalog()
+    encoder = CountingEncoder()
+    built, report = build_embeddings(catalog, encoder, tmp_path / "emb", show_progress_bar=False, verse_lines=8)
+    assert report["verses_encoded"] == 4 and built.verse_texts == [text for _, text in verse_texts(catalog, 8)]
+    manifest = json.loads((tmp_path / "emb" / "manifest.json").read_text())
+    assert manifest["verses"]["lines"] == 8 and manifest["verses"]["count"] == 4
+    assert manifest["build_report"]["verses_encoded"] == 4
+    schema = pq.read_schema(tmp_path / "emb" / "embeddings.parquet")
+    assert pq.read_schema(tmp_path / "emb" / "verses.parquet") == schema
+    loaded = load_embeddings(tmp_path / "emb", catalog=catalog, encoder=encoder)
+    assert loaded.verse_texts == built.verse_texts and loaded.texts == distinct_texts(catalog)
+    np.testing.assert_array_equal(loaded.verse_vectors, built.verse_vectors)
+    np.testing.assert_array_equal(loaded.vectors, built.vectors)
+    assert np.allclose(np.linalg.norm(loaded.verse_vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_lines_file_is_unchanged_by_verses_and_a_set_without_verses_loads(tmp_path):
+    catalog = verse_catalog()
+    encoder = CountingEncoder()
+    build_embeddings(catalog, encoder, tmp_path / "with", show_progress_bar=False, verse_lines=8)
+    old, report = build_embeddings(catalog, encoder, tmp_path / "without", show_progress_bar=False, verse_lines=0)
+    assert (tmp_path / "with" / "embeddings.parquet").read_bytes() == \
+        (tmp_path / "without" / "embeddings.parquet").read_bytes()
+    assert not (tmp_path / "without" / "verses.parquet").exists() and report["verses_encoded"] == 0
+    assert "verses" not in json.loads((tmp_path / "without" / "manifest.json").read_text())
+    loaded = load_embeddings(tmp_path / "without", catalog=catalog, encoder=encoder)
+    assert loaded.verse_texts is None and loaded.verse_vectors is None and old.verse_texts is None
+
+
+def test_clip_sets_get_no_verses(tmp_path, small_catalog):
+    encoder = CountingEncoder()
+    encoder.kind = "clip"
+    _, report = build_embeddings(small_catalog, encoder, tmp_path / "emb", show_progress_bar=False, verse_lines=8)
+    assert report["verses_encoded"] == 0 and not any("\n" in text for text in encoder.calls)
+    assert not (tmp_path / "emb" / "verses.parquet").exists()
+    assert load_embeddings(tmp_path / "emb", catalog=small_catalog, encoder=encoder).verse_vectors is None
+
+
+def test_tampered_missing_or_foreign_verses_are_refused(tmp_path):
+    catalog = verse_catalog()
+    encoder = CountingEncoder()
+    build_embeddings(catalog, encoder, tmp_path / "emb", show_progress_bar=False, verse_lines=8)
+    path = tmp_path / "emb" / "verses.parquet"
+    original = path.read_bytes()
+    table = pq.read_table(path)
+    vectors = table.column("embedding").combine_chunks().flatten().to_numpy().copy()
+    vectors[5] += 0.01
+    pq.write_table(table.set_column(1, "embedding", pa.FixedSizeListArray.from_arrays(pa.array(vectors), 8)), path)
+    with pytest.raises(EmbeddingsMismatchError, match=r"verses\.parquet: verse vectors do not match .*checksum"):
+        load_embeddings(tmp_path / "emb", catalog=catalog, encoder=encoder)
+    pq.write_table(table.slice(0, 3), path)
+    with pytest.raises(EmbeddingsMismatchError, match=r"verses\.parquet: manifest says 4 verse vectors, file holds 3"):
+        load_embeddings(tmp_path / "emb", catalog=catalog, encoder=encoder)
+    path.write_bytes(original[:100])
+    with pytest.raises(EmbeddingsMismatchError, match=r"verses\.parquet: corrupted or truncated"):
+        load_embeddings(tmp_path / "emb", catalog=catalog, encoder=encoder)
+    path.unlink()
+    with pytest.raises(EmbeddingsMismatchError, match=r"verses\.parquet: missing"):
+        load_embeddings(tmp_path / "emb", catalog=catalog, encoder=encoder)
+    path.write_bytes(original)
+    manifest_path = tmp_path / "emb" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["verses"]["lines"] = 4  # the catalog's 4-line verses were never encoded
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(EmbeddingsMismatchError, match=r"verse text\(s\) have no embedding"):
+        load_embeddings(tmp_path / "emb", catalog=catalog, encoder=encoder)

@@ -53,7 +53,7 @@ def test_layout_has_tables_sets_card_and_manifest(published):
     files = sorted(str(p.relative_to(published["layout"])) for p in published["layout"].rglob("*") if p.is_file())
     assert files == ["README.md", "catalog/ingest_report.json", "catalog/lines.parquet", "catalog/pairs.parquet",
                      "catalog/songs.parquet", "embeddings/baseline/embeddings.parquet",
-                     "embeddings/baseline/manifest.json"]
+                     "embeddings/baseline/manifest.json", "embeddings/baseline/verses.parquet"]
     card = (published["layout"] / "README.md").read_text()
     assert "config_name: embeddings-baseline" in card and "data_files: embeddings/baseline/embeddings.parquet" in card
     assert "not redistributable" in card and "| baseline | sentence-transformers/all-MiniLM-L6-v2" in card
@@ -67,6 +67,17 @@ def test_pull_from_cache_serves_identical_results(hub_cache, published):
     assert any("HF_HUB_OFFLINE" in notice for notice in served.notices)
     for query in ("dancing in the summer rain", "missing home", "a funeral in the rain"):
         assert served.search_text(query) == published["local"].search_text(query)
+
+
+def test_pulled_set_carries_its_verses(hub_cache, published):
+    served = service.open_serving("baseline")
+    local = published["local"]
+    assert served.verse_song is not None and served.verse_song.tolist() == local.verse_song.tolist()
+    assert served.verse_vectors.numpy().tobytes() == local.verse_vectors.numpy().tobytes()
+    manifest = json.loads((hub_cache / "embeddings" / "baseline" / "manifest.json").read_text())
+    assert manifest["verses"]["count"] > 0 and manifest["verses"]["lines"] == SETTINGS.verse_lines
+    for query in ("dancing in the summer rain", "missing home"):
+        assert served.search_text(query, ranking="blend") == local.search_text(query, ranking="blend")
 
 
 def test_fresh_process_with_only_the_cache_serves_the_same_answers(tmp_path, published):

@@ -146,9 +146,17 @@ def reference_best_lines(song, row_song, vectors, query, count):
     return rows[:count]
 
 
+def reference_verse_means(verse_song, verse_vectors, n_songs, dimension):
+    """The normalized sum (= mean) of each song's verse vectors; zero for a song without verses."""
+    return [unit([sum(verse_vectors[i][j] for i in range(len(verse_song)) if verse_song[i] == song)
+                  for j in range(dimension)]) for song in range(n_songs)]
+
+
 def reference_song_level(ranking, row_song, vectors, n_songs, query, allowed, *, threshold, top_n, shown,
-                         window_lines=SETTINGS.window_lines, window_stride=SETTINGS.window_stride):
-    """[(song, score, best line rows)] by the named ranking, from the definitions alone."""
+                         window_lines=SETTINGS.window_lines, window_stride=SETTINGS.window_stride,
+                         verse_means=None, blend_weights=SETTINGS.blend_weights):
+    """[(song, score, best line rows)] by the named ranking, from the definitions alone (``verse_means``: per song,
+    or None for a set without verses)."""
     song_vectors, windows, window_vectors = reference_units(row_song, vectors, n_songs, window_lines, window_stride)
     has_rows = [any(song == s for s in row_song) for song in range(n_songs)]
     window_scores = [dot(vector, query) for vector in window_vectors]
@@ -167,9 +175,15 @@ def reference_song_level(ranking, row_song, vectors, n_songs, query, allowed, *,
             if not (allowed[song] and has_rows[song]):
                 continue
             score = dot(song_vectors[song], query)
+            best_window = max((window_scores[i] for i in range(len(windows)) if windows[i][0] == song), default=None)
             if ranking == "hybrid":
-                best_window = max(window_scores[i] for i in range(len(windows)) if windows[i][0] == song)
                 score = SETTINGS.hybrid_song_weight * score + (1 - SETTINGS.hybrid_song_weight) * best_window
+            elif ranking == "blend":
+                w_song, w_verses, w_window = blend_weights
+                if verse_means is None:  # no verses: song vector + best window, renormalized
+                    score = (w_song * score + w_window * best_window) / (w_song + w_window)
+                else:
+                    score = w_song * score + w_verses * dot(verse_means[song], query) + w_window * best_window
             scored.append((song, score))
     scored.sort(key=lambda item: (-item[1], item[0]))
     return [(song, score, reference_best_lines(song, row_song, vectors, query, shown))
@@ -232,7 +246,7 @@ def test_build_song_units_by_hand():
     assert units.song_row_start.tolist() == [0, 7, 9, 9, 13]
 
 
-@pytest.mark.parametrize("ranking", ["song-mean", "windows", "hybrid"])
+@pytest.mark.parametrize("ranking", ["song-mean", "windows", "hybrid", "blend"])
 @pytest.mark.parametrize("seed", range(12))
 def test_song_level_rankings_match_reference_and_respect_the_valence_mask(seed, ranking):
     rng = np.random.default_rng(100 + seed)
@@ -274,7 +288,7 @@ def test_windows_ranking_keeps_only_the_top_k_windows():
     assert all(hit.score == pytest.approx(1.0, abs=1e-5) for hit in hits)
 
 
-@pytest.mark.parametrize("ranking", ["song-mean", "hybrid"])
+@pytest.mark.parametrize("ranking", ["song-mean", "hybrid", "blend"])
 def test_songs_without_rows_or_outside_the_range_never_rank(ranking):
     # Every line points away from the query, so a song without rows (score 0) would win if it were not excluded.
     vectors = -torch.nn.functional.normalize(torch.ones(4, 3), dim=1)
@@ -307,6 +321,82 @@ def test_hybrid_is_the_weighted_sum_of_song_vector_and_best_window():
         assert hit.score == pytest.approx(weight * song_mean[hit.song_index] + (1 - weight) * best_window, abs=1e-5)
 
 
+def random_verses(rng, row_song, n_songs, dimension, *, none_share=0.25):
+    """Random unit verse vectors: a few per song that has rows, none for some of them (and songs without rows)."""
+    counts = rng.integers(1, 4, n_songs)
+    counts[rng.random(n_songs) < none_share] = 0
+    counts[np.bincount(row_song, minlength=n_songs) == 0] = 0
+    verse_song = rng.permutation(np.repeat(np.arange(n_songs), counts)).astype(np.int64)
+    verse_vectors = torch.nn.functional.normalize(
+        torch.from_numpy(rng.normal(size=(len(verse_song), dimension))).float(), dim=1)
+    return verse_song, verse_vectors
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_blend_with_verses_matches_reference_and_respects_the_valence_mask(seed):
+    rng = np.random.default_rng(500 + seed)
+    n_songs = int(rng.integers(2, 60))
+    row_song, vectors = random_index(rng, n_songs=n_songs, max_rows_per_song=int(rng.integers(1, 14)),
+                                     interleave=seed % 4 == 3)
+    verse_song, verse_vectors = random_verses(rng, row_song, n_songs, vectors.shape[1])
+    valence = rng.uniform(0, 1, n_songs)
+    valence[rng.random(n_songs) < 0.2] = np.nan
+    low, high = (0.0, 1.0) if seed % 6 == 0 else sorted(rng.uniform(0, 1, 2).tolist())
+    allowed = songs_in_valence_range(valence, low, high)
+    query = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=vectors.shape[1])).float(), dim=0)
+    top_n, shown = int(rng.integers(1, 20)), int(rng.integers(1, 5))
+    weights = SETTINGS.blend_weights if seed % 2 == 0 else tuple(rng.uniform(0.1, 1.0, 3).tolist())
+    units = build_song_units(row_song, vectors, n_songs, verse_song=verse_song, verse_vectors=verse_vectors)
+    verse_means = reference_verse_means(verse_song.tolist(), verse_vectors.tolist(), n_songs, vectors.shape[1])
+    assert units.verse_mean_vectors.numpy() == pytest.approx(np.array(verse_means), abs=1e-5)
+    hits = rank_songs_by_units("blend", query.numpy(), units, rows_of(vectors), allowed_songs=allowed,
+                               threshold=0.3, top_n=top_n, shown_lines=shown, blend_weights=weights)
+    expected = reference_song_level("blend", row_song.tolist(), vectors.tolist(), n_songs, query.tolist(),
+                                    allowed.tolist(), threshold=0.3, top_n=top_n, shown=shown,
+                                    verse_means=verse_means, blend_weights=weights)
+    assert [hit.song_index for hit in hits] == [song for song, _, _ in expected]
+    assert [hit.score for hit in hits] == pytest.approx([score for _, score, _ in expected], abs=1e-5)
+    assert [[line.row for line in hit.lines] for hit in hits] == [lines for _, _, lines in expected]
+    for hit in hits:
+        assert allowed[hit.song_index], "a song outside the valence range was ranked"
+        assert all(row_song[line.row] == hit.song_index for line in hit.lines)
+
+
+def test_build_song_units_verse_means_by_hand():
+    row_song = np.array([0, 0, 1, 2])
+    vectors = torch.eye(4)
+    verse_song = np.array([2, 0, 0])
+    verse_vectors = torch.tensor([[0.0, 0, 1, 0], [1.0, 0, 0, 0], [0.0, 1, 0, 0]])
+    units = build_song_units(row_song, vectors, 4, verse_song=verse_song, verse_vectors=verse_vectors.numpy())
+    assert units.verse_mean_vectors.tolist()[0] == pytest.approx([1 / math.sqrt(2), 1 / math.sqrt(2), 0, 0])
+    assert units.verse_mean_vectors[1].abs().sum() == 0 and units.verse_mean_vectors[3].abs().sum() == 0
+    assert units.verse_mean_vectors.tolist()[2] == [0.0, 0.0, 1.0, 0.0]
+    assert build_song_units(row_song, vectors, 4).verse_mean_vectors is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_blend_without_verses_is_hybrid_with_renormalized_weights(seed):
+    rng = np.random.default_rng(900 + seed)
+    row_song, vectors = random_index(rng, n_songs=30, max_rows_per_song=10)
+    query = vectors[int(rng.integers(len(vectors)))].numpy()
+    units = build_song_units(row_song, vectors, 30)
+    w = SETTINGS.hybrid_song_weight
+    # Song and window weights that renormalize to hybrid's: "blend" without verses must rank exactly like it.
+    blend = rank_songs_by_units("blend", query, units, rows_of(vectors), allowed_songs=None, threshold=0.6,
+                                top_n=30, blend_weights=(0.6 * w, 0.7, 0.6 * (1 - w)))
+    hybrid = rank_songs_by_units("hybrid", query, units, rows_of(vectors), allowed_songs=None, threshold=0.6,
+                                 top_n=30)
+    assert [hit.song_index for hit in blend] == [hit.song_index for hit in hybrid]
+    assert [hit.score for hit in blend] == pytest.approx([hit.score for hit in hybrid], abs=1e-6)
+    assert [hit.lines for hit in blend] == [hit.lines for hit in hybrid]
+    # With verses, the verse term changes the scores (same weights).
+    verse_song, verse_vectors = random_verses(rng, row_song, 30, vectors.shape[1], none_share=0.0)
+    with_verses = build_song_units(row_song, vectors, 30, verse_song=verse_song, verse_vectors=verse_vectors)
+    blended = rank_songs_by_units("blend", query, with_verses, rows_of(vectors), allowed_songs=None, threshold=0.6,
+                                  top_n=30, blend_weights=(0.6 * w, 0.7, 0.6 * (1 - w)))
+    assert [hit.score for hit in blended] != pytest.approx([hit.score for hit in hybrid], abs=1e-6)
+
+
 def test_check_ranking():
     assert RANKING_NAMES[0] == "seed" and set(RANKING_LABELS) == set(RANKING_NAMES)
     assert check_ranking(None) == SETTINGS.default_ranking in RANKING_NAMES
@@ -314,7 +404,7 @@ def test_check_ranking():
         assert check_ranking(name) == name
     assert check_ranking(" Hybrid ") == "hybrid"
     for bad in ("", "best", "seed,hybrid", 3):
-        with pytest.raises(QueryError, match=r"unknown ranking .*choose one of seed, song-mean, windows, hybrid"):
+        with pytest.raises(QueryError, match=r"unknown .*choose one of seed, song-mean, windows, hybrid, blend"):
             check_ranking(bad)
     units = build_song_units(np.array([0]), torch.ones(1, 2), 1)
     with pytest.raises(QueryError, match="unknown ranking"):

@@ -93,7 +93,7 @@ def test_stale_cached_embeddings_are_rebuilt_but_explicit_ones_refused(tmp_path,
                                                                             .iterdir()), model="baseline")
 
 
-@pytest.mark.parametrize("ranking", ["seed", "song-mean", "windows", "hybrid"])
+@pytest.mark.parametrize("ranking", ["seed", "song-mean", "windows", "hybrid", "blend"])
 def test_each_ranking_answers_with_its_name_and_respects_the_valence_range(default_recommender, ranking):
     result = default_recommender.search_text("crying alone at a funeral", valence_min=0.0, valence_max=0.4, top_n=5,
                                              ranking=ranking)
@@ -132,3 +132,73 @@ def test_default_and_unknown_rankings(default_recommender):
     for bad in ("best", "", "seed,hybrid"):
         with pytest.raises(QueryError, match="unknown ranking"):
             default_recommender.search_text("rain", ranking=bad)
+
+
+def test_default_set_has_verses_and_blend_scores_use_them(default_recommender):
+    import numpy as np
+
+    from recommender.embeddings import verse_texts
+
+    catalog = default_recommender.catalog
+    verses = verse_texts(catalog, lines=SETTINGS.verse_lines)
+    assert default_recommender.verse_song is not None and len(default_recommender.verse_song) == len(verses)
+    positions = {song_id: i for i, song_id in enumerate(catalog.songs["song_id"])}
+    assert default_recommender.verse_song.tolist() == [positions[song_id] for song_id, _ in verses]
+    # Each verse vector is the model's encoding of the verse text (its lines together, as one text).
+    some = [0, len(verses) // 2, len(verses) - 1]
+    encoded = default_recommender.encoder.encode([verses[i][1] for i in some])
+    assert default_recommender.verse_vectors[some].numpy() == pytest.approx(encoded, abs=2e-2)
+
+    query = "dancing in the summer rain"
+    result = default_recommender.search_text(query, top_n=8, ranking="blend")
+    assert result["ranking"] == "blend" and len(result["results"]) == 8
+    vector = default_recommender.encoder.encode_queries([query])[0]
+    units = default_recommender.song_units()
+    assert units.verse_mean_vectors is not None
+    w_song, w_verses, w_window = SETTINGS.blend_weights
+    for song in result["results"]:
+        texts = set(catalog.song_lines(song["song_id"]))
+        assert song["lines"] and all(line["text"] in texts for line in song["lines"])  # the song's own lines
+        position = positions[song["song_id"]]
+        verse_mean = default_recommender.verse_vectors[default_recommender.verse_song == position].numpy().mean(0)
+        best_window = max(float(units.window_vectors[i] @ torch_tensor(vector))
+                          for i in np.flatnonzero(units.window_song == position))
+        expected = (w_song * float(units.song_vectors[position] @ torch_tensor(vector))
+                    + w_verses * float(verse_mean @ vector / np.linalg.norm(verse_mean)) + w_window * best_window)
+        assert song["score"] == pytest.approx(expected, abs=1e-4)
+
+
+def torch_tensor(vector):
+    import torch
+
+    return torch.from_numpy(vector)
+
+
+def test_cached_set_without_verses_is_rebuilt_but_explicit_one_is_served(tmp_path, small_catalog, packaged_encoder,
+                                                                          caplog):
+    from recommender.embeddings import build_embeddings, read_manifest
+    from recommender.service import model_slug
+
+    small_catalog.save(tmp_path / "cat")
+    cached = tmp_path / "cat" / "embeddings" / model_slug("baseline")
+    build_embeddings(small_catalog, packaged_encoder, cached, show_progress_bar=False, verse_lines=0)  # an old set
+    explicit = Recommender.open(catalog_dir=tmp_path / "cat", embeddings_dir=cached, model="baseline")
+    assert explicit.verse_song is None and "verses" not in read_manifest(cached)
+    fallback = explicit.search_text("headlights on the highway", top_n=3, ranking="blend")  # song vector + window
+    assert fallback["results"][0]["title"] == "Night Drive"
+
+    with caplog.at_level("WARNING", logger="recommender.service"):
+        rebuilt = Recommender.open(catalog_dir=tmp_path / "cat", model="baseline")
+    assert "have no verse vectors; rebuilding" in caplog.text
+    assert read_manifest(cached)["verses"] == {**read_manifest(cached)["verses"], "lines": SETTINGS.verse_lines,
+                                               "count": 3}
+    assert rebuilt.verse_song.tolist() == [0, 1, 2]
+    assert rebuilt.search_text("headlights on the highway", top_n=3, ranking="blend")["results"][0]["title"] == \
+        "Night Drive"
+
+    caplog.clear()
+    build_embeddings(small_catalog, packaged_encoder, cached, show_progress_bar=False, verse_lines=1)
+    with caplog.at_level("WARNING", logger="recommender.service"):
+        again = Recommender.open(catalog_dir=tmp_path / "cat", model="baseline")
+    assert f"have 1-line verses, not {SETTINGS.verse_lines}-line ones; rebuilding" in caplog.text
+    assert read_manifest(cached)["verses"]["lines"] == SETTINGS.verse_lines and len(again.verse_song) == 3
