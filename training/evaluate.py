@@ -330,6 +330,33 @@ def user_report_lines(user: dict) -> list[str]:
     return lines
 
 
+def ablation_lines(result: dict) -> list[str]:
+    """Both yardsticks side by side, one row per model (each model is one recipe): annotation→line MRR@10 and
+    song Recall@10 on held-out songs, and user-style nDCG@10 under every ranking, each with its ratio to the first
+    model (the base), so what an ingredient did on one yardstick is read next to what it did on the other."""
+    user = result.get("user")
+    names = list(result["models"])
+    if not user or len(names) < 2:
+        return []
+    rankings = user["rankings"]
+    base = result["models"][names[0]]
+    base_user = {ranking: user["configs"][config_label(names[0], ranking)]["user_ndcg@10"] for ranking in rankings}
+    header = ["model", "line_mrr@10", "song_recall@10", *(f"user nDCG@10 ({ranking})" for ranking in rankings)]
+    lines = ["", "## Ablation: both yardsticks per model", "", "| " + " | ".join(header) + " |",
+             "|---" * len(header) + "|"]
+    for name in names:
+        cells = [name]
+        for metric in ("line_mrr@10", "song_recall@10"):
+            value = result["models"][name].get(metric)
+            cells.append("—" if value is None else f"{value:.4f} (×{value / base[metric]:.2f})" if base.get(metric)
+                         else f"{value:.4f}")
+        for ranking in rankings:
+            value = user["configs"][config_label(name, ranking)]["user_ndcg@10"]
+            cells.append(f"{value:.4f} ({value - base_user[ranking]:+.4f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_report(result: dict, out: str | Path) -> None:
     """metrics.json, a markdown table with CIs, and a bar chart."""
     import matplotlib
@@ -360,6 +387,7 @@ def write_report(result: dict, out: str | Path) -> None:
     user = result.get("user")
     if user:
         lines += user_report_lines(user)
+        lines += ablation_lines(result)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     if user:
         figure, (axis, user_axis) = plt.subplots(1, 2, figsize=(max(8, len(metrics) * 1.2) + 5, 4),
