@@ -51,7 +51,7 @@ QUERIES = [
 VALENCE_RANGES = [(0.0, 1.0), (0.0, 0.5), (0.5, 1.0), (0.2, 0.8)]
 # Long (but valid) queries make each burst request cost a little, so the burst outruns the two workers.
 BURST_QUERY = ("slow dance alone in an empty kitchen at midnight " * 60)[:1900]
-RESULT_KEYS = {"query", "model", "results"}
+RESULT_KEYS = {"query", "model", "ranking", "results"}
 # More clients than running slots + queue places (2 + 16) may meet a busy answer even at a steady pace: like a real
 # client, a measured request then tries again after a short pause; only what still fails counts as a failure.
 BUSY_RETRIES = 5

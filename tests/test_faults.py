@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from recommender import embeddings as embeddings_module
-from recommender.embeddings import MANIFEST_FILE, VECTORS_FILE, build_embeddings, load_embeddings
+from recommender.embeddings import MANIFEST_FILE, VECTORS_FILE, VERSES_FILE, build_embeddings, load_embeddings
 from tests.conftest import REPO_ROOT, make_catalog
 from tests.test_training import synthetic_catalog, tiny_model_dir  # noqa: F401 (tiny_model_dir is a fixture)
 
@@ -382,4 +382,4 @@ def test_really_full_tmpfs_keeps_the_previous_set(tiny_tmpfs, packaged_encoder):
     loaded = load_embeddings(target, catalog=catalog, encoder=packaged_encoder)
     assert np.array_equal(loaded.vectors, embedding_set.vectors)
     assert sorted(path.name for path in tiny_tmpfs.iterdir()) == ["baseline"]
-    assert sorted(path.name for path in target.iterdir()) == [VECTORS_FILE, MANIFEST_FILE]
+    assert sorted(path.name for path in target.iterdir()) == sorted([VECTORS_FILE, MANIFEST_FILE, VERSES_FILE])

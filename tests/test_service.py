@@ -16,7 +16,7 @@ def recompute(lines, threshold=0.6):
 
 
 def test_default_catalog_answers_a_mood_query_with_matching_lines(default_recommender):
-    result = default_recommender.search_text("dancing in the summer rain", top_n=5)
+    result = default_recommender.search_text("dancing in the summer rain", top_n=5, ranking="seed")
     assert result["query"] == "dancing in the summer rain"
     assert result["model"] == "baseline"
     assert 1 <= len(result["results"]) <= 5
@@ -34,7 +34,7 @@ def test_default_catalog_answers_a_mood_query_with_matching_lines(default_recomm
 
 def test_candidate_lines_are_the_global_top_100(default_recommender):
     query = "leaving my small town for the city"
-    result = default_recommender.search_text(query, top_n=50)
+    result = default_recommender.search_text(query, top_n=50, ranking="seed")
     lines = [line for song in result["results"] for line in song["lines"]]
     all_rows = sorted(default_recommender.index.row_scores(default_recommender.encoder.encode([query])[0]).tolist(),
                       reverse=True)

@@ -335,8 +335,8 @@ def ablation_lines(result: dict) -> list[str]:
     song Recall@10 on held-out songs, and user-style nDCG@10 under every ranking, each with its ratio to the first
     model (the base), so what an ingredient did on one yardstick is read next to what it did on the other."""
     user = result.get("user")
-    names = list(result["models"])
-    if not user or len(names) < 2:
+    names = [name for name in (user or {}).get("models", []) if name in result["models"]]  # not BM25
+    if len(names) < 2:
         return []
     rankings = user["rankings"]
     base = result["models"][names[0]]
