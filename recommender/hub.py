@@ -127,7 +127,9 @@ def dataset_card(catalog: Catalog, manifests: list[dict], *, repo: str) -> str:
         f"# {repo}", "",
         "Catalog tables and prebuilt lyric-line embeddings for the lyrics-meaning search Space. Each embedding set "
         "is valid only for the model that made it: `manifest.json` records the model id, revision, a fingerprint "
-        "of probe-sentence embeddings, the catalog hash and a checksum of the vectors; the app refuses any mismatch.",
+        "of probe-sentence embeddings, the catalog hash and a checksum of the vectors; the app refuses any mismatch. "
+        "`embeddings.parquet` holds one vector per distinct line text; `verses.parquet` (text models) one per verse, "
+        "a run of consecutive distinct lines of a song encoded as one text, used by the `blend` ranking.",
         "", "## Contents", "",
         f"- songs: {len(catalog.songs)}, lines: {len(catalog.lines)}, annotation pairs: {len(catalog.pairs)}",
         f"- catalog hash: `{catalog.content_hash}`",
