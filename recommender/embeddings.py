@@ -243,18 +243,29 @@ def load_embeddings(directory: str | os.PathLike, *, catalog: Catalog, encoder: 
         dim = int(manifest["dimension"])
     except (KeyError, TypeError, ValueError) as error:
         raise EmbeddingsMismatchError(f"{source / VECTORS_FILE}: corrupted or truncated ({error})") from error
-    texts, vectors = _read_vector_table(source / VECTORS_FILE, dim)
-    if len(texts) != manifest.get("count") or vectors.shape[0] != len(texts):
-        raise EmbeddingsMismatchError(f"{source}: manifest says {manifest.get('count')} vectors, "
-                                      f"file holds {vectors.shape[0]}")
-    if vectors_digest(vectors) != manifest.get("vectors_sha256"):
-        raise EmbeddingsMismatchError(f"{source / VECTORS_FILE}: vectors do not match the manifest's checksum "
-                                      "(modified or corrupted); rebuild or re-download the set")
+    texts, vectors = _read_checked_vectors(source / VECTORS_FILE, dim, count=manifest.get("count"),
+                                           sha256=manifest.get("vectors_sha256"), noun="vectors")
     missing = set(catalog.lines["text"]).difference(texts)
     if missing:
         raise EmbeddingsMismatchError(f"{source}: {len(missing)} catalog line text(s) have no embedding")
     verses, verse_vectors = _load_verses(source, manifest, catalog, dim)
     return EmbeddingSet(texts, vectors, manifest, verses, verse_vectors)
+
+
+def _read_checked_vectors(path: Path, dim: int, *, count: object, sha256: object,
+                          noun: str) -> tuple[list[str], np.ndarray]:
+    """A vector file's texts and vectors, proven to be the ``count`` vectors whose checksum the manifest holds.
+
+    Raises:
+        EmbeddingsMismatchError: Unreadable, another number of vectors, or a checksum mismatch.
+    """
+    texts, vectors = _read_vector_table(path, dim)
+    if len(texts) != count or vectors.shape[0] != len(texts):
+        raise EmbeddingsMismatchError(f"{path}: manifest says {count} {noun}, file holds {vectors.shape[0]}")
+    if vectors_digest(vectors) != sha256:
+        raise EmbeddingsMismatchError(f"{path}: {noun} do not match the manifest's checksum "
+                                      "(modified or corrupted); rebuild or re-download the set")
+    return texts, vectors
 
 
 def _load_verses(source: Path, manifest: dict, catalog: Catalog,
@@ -272,13 +283,8 @@ def _load_verses(source: Path, manifest: dict, catalog: Catalog,
     if not path.is_file():
         raise EmbeddingsMismatchError(f"{path}: missing, but the manifest lists {info.get('count')} verse vectors; "
                                       "rebuild or re-download the set")
-    texts, vectors = _read_vector_table(path, dim)
-    if len(texts) != info.get("count") or vectors.shape[0] != len(texts):
-        raise EmbeddingsMismatchError(f"{path}: manifest says {info.get('count')} verse vectors, "
-                                      f"file holds {vectors.shape[0]}")
-    if vectors_digest(vectors) != info.get("vectors_sha256"):
-        raise EmbeddingsMismatchError(f"{path}: verse vectors do not match the manifest's checksum "
-                                      "(modified or corrupted); rebuild or re-download the set")
+    texts, vectors = _read_checked_vectors(path, dim, count=info.get("count"), sha256=info.get("vectors_sha256"),
+                                           noun="verse vectors")
     try:
         lines = int(info["lines"])
     except (KeyError, TypeError, ValueError) as error:
