@@ -251,8 +251,9 @@ def rank_songs_by_units(ranking: str, query_vector: np.ndarray, units: SongUnits
     n_songs = len(units.song_vectors)
     allowed = np.ones(n_songs, dtype=bool) if allowed_songs is None else np.asarray(allowed_songs, dtype=bool)
     has_rows = np.diff(units.song_row_start) > 0
-    window_scores = units.window_vectors @ query
-    window_scores[torch.from_numpy(~allowed[units.window_song])] = -torch.inf
+    if ranking in ("windows", "hybrid", "blend"):  # song-mean needs no window scores
+        window_scores = units.window_vectors @ query
+        window_scores[torch.from_numpy(~allowed[units.window_song])] = -torch.inf
     if ranking == "windows":
         windows, scores = top_k_rows(window_scores, SETTINGS.top_k_lines)
         hits = rank_songs(windows, scores, units.window_song, threshold=threshold,
