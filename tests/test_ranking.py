@@ -246,6 +246,25 @@ def test_build_song_units_by_hand():
     assert units.song_row_start.tolist() == [0, 7, 9, 9, 13]
 
 
+def random_mask_and_query(rng, n_songs: int, dimension: int, *, full_range: bool):
+    """A valence mask over songs (some without valence; the full range or a random one) and a unit query."""
+    valence = rng.uniform(0, 1, n_songs)
+    valence[rng.random(n_songs) < 0.2] = np.nan
+    low, high = (0.0, 1.0) if full_range else sorted(rng.uniform(0, 1, 2).tolist())
+    query = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=dimension)).float(), dim=0)
+    return songs_in_valence_range(valence, low, high), query
+
+
+def assert_hits_match_reference(hits, expected, allowed, row_song) -> None:
+    """Same songs, scores and shown lines as the reference; only allowed songs; every line from its song."""
+    assert [hit.song_index for hit in hits] == [song for song, _, _ in expected]
+    assert [hit.score for hit in hits] == pytest.approx([score for _, score, _ in expected], abs=1e-5)
+    assert [[line.row for line in hit.lines] for hit in hits] == [lines for _, _, lines in expected]
+    for hit in hits:
+        assert allowed[hit.song_index], "a song outside the valence range was ranked"
+        assert all(row_song[line.row] == hit.song_index for line in hit.lines)
+
+
 @pytest.mark.parametrize("ranking", ["song-mean", "windows", "hybrid", "blend"])
 @pytest.mark.parametrize("seed", range(12))
 def test_song_level_rankings_match_reference_and_respect_the_valence_mask(seed, ranking):
@@ -253,23 +272,15 @@ def test_song_level_rankings_match_reference_and_respect_the_valence_mask(seed, 
     n_songs = int(rng.integers(2, 70))
     row_song, vectors = random_index(rng, n_songs=n_songs, max_rows_per_song=int(rng.integers(1, 16)),
                                      interleave=seed % 4 == 3)
-    valence = rng.uniform(0, 1, n_songs)
-    valence[rng.random(n_songs) < 0.2] = np.nan
-    low, high = (0.0, 1.0) if seed % 6 == 0 else sorted(rng.uniform(0, 1, 2).tolist())
-    allowed = songs_in_valence_range(valence, low, high)
-    query = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=vectors.shape[1])).float(), dim=0)
+    allowed, query = random_mask_and_query(rng, n_songs, vectors.shape[1], full_range=seed % 6 == 0)
     top_n, shown, threshold = int(rng.integers(1, 20)), int(rng.integers(1, 5)), 0.3
     units = build_song_units(row_song, vectors, n_songs)
     hits = rank_songs_by_units(ranking, query.numpy(), units, rows_of(vectors), allowed_songs=allowed,
                                threshold=threshold, top_n=top_n, shown_lines=shown)
     expected = reference_song_level(ranking, row_song.tolist(), vectors.tolist(), n_songs, query.tolist(),
                                     allowed.tolist(), threshold=threshold, top_n=top_n, shown=shown)
-    assert [hit.song_index for hit in hits] == [song for song, _, _ in expected]
-    assert [hit.score for hit in hits] == pytest.approx([score for _, score, _ in expected], abs=1e-5)
-    assert [[line.row for line in hit.lines] for hit in hits] == [lines for _, _, lines in expected]
+    assert_hits_match_reference(hits, expected, allowed, row_song)
     for hit in hits:
-        assert allowed[hit.song_index], "a song outside the valence range was ranked"
-        assert all(row_song[line.row] == hit.song_index for line in hit.lines)
         assert [line.score for line in hit.lines] == pytest.approx(
             [float(vectors[line.row] @ query) for line in hit.lines], abs=1e-5)
 
@@ -339,11 +350,7 @@ def test_blend_with_verses_matches_reference_and_respects_the_valence_mask(seed)
     row_song, vectors = random_index(rng, n_songs=n_songs, max_rows_per_song=int(rng.integers(1, 14)),
                                      interleave=seed % 4 == 3)
     verse_song, verse_vectors = random_verses(rng, row_song, n_songs, vectors.shape[1])
-    valence = rng.uniform(0, 1, n_songs)
-    valence[rng.random(n_songs) < 0.2] = np.nan
-    low, high = (0.0, 1.0) if seed % 6 == 0 else sorted(rng.uniform(0, 1, 2).tolist())
-    allowed = songs_in_valence_range(valence, low, high)
-    query = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=vectors.shape[1])).float(), dim=0)
+    allowed, query = random_mask_and_query(rng, n_songs, vectors.shape[1], full_range=seed % 6 == 0)
     top_n, shown = int(rng.integers(1, 20)), int(rng.integers(1, 5))
     weights = SETTINGS.blend_weights if seed % 2 == 0 else tuple(rng.uniform(0.1, 1.0, 3).tolist())
     units = build_song_units(row_song, vectors, n_songs, verse_song=verse_song, verse_vectors=verse_vectors)
@@ -354,12 +361,7 @@ def test_blend_with_verses_matches_reference_and_respects_the_valence_mask(seed)
     expected = reference_song_level("blend", row_song.tolist(), vectors.tolist(), n_songs, query.tolist(),
                                     allowed.tolist(), threshold=0.3, top_n=top_n, shown=shown,
                                     verse_means=verse_means, blend_weights=weights)
-    assert [hit.song_index for hit in hits] == [song for song, _, _ in expected]
-    assert [hit.score for hit in hits] == pytest.approx([score for _, score, _ in expected], abs=1e-5)
-    assert [[line.row for line in hit.lines] for hit in hits] == [lines for _, _, lines in expected]
-    for hit in hits:
-        assert allowed[hit.song_index], "a song outside the valence range was ranked"
-        assert all(row_song[line.row] == hit.song_index for line in hit.lines)
+    assert_hits_match_reference(hits, expected, allowed, row_song)
 
 
 def test_build_song_units_verse_means_by_hand():
