@@ -61,3 +61,21 @@ def small_catalog():
         {"title": "Unknown Mood", "artist": "Other Artist", "valence": None,
          "lines": ["the kettle whistles in the morning", "coffee and a crossword"]},
     ])
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random-init StaticEmbedding model saved to disk: trains in seconds, loads like any checkpoint."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from tokenizers import Tokenizer
+
+    from recommender.encoders import packaged_model_path
+
+    torch.manual_seed(0)
+    tokenizer = Tokenizer.from_file(str(packaged_model_path() / "tokenizer.json"))
+    model = SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_dim=32)], device="cpu")
+    directory = tmp_path_factory.mktemp("tiny") / "static-model"
+    model.save(str(directory))
+    return directory

@@ -50,23 +50,6 @@ def synthetic_catalog(n_artists: int = 40, seed: int = 0) -> Catalog:
     return Catalog(pd.DataFrame(songs), pd.DataFrame(lines), pd.DataFrame(pairs))
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
-    from tokenizers import Tokenizer
-
-    from recommender.encoders import packaged_model_path
-
-    torch.manual_seed(0)
-    tokenizer = Tokenizer.from_file(str(packaged_model_path() / "tokenizer.json"))
-    model = SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_dim=32)], device="cpu")
-    directory = tmp_path_factory.mktemp("tiny") / "static-model"
-    model.save(str(directory))
-    return directory
-
-
 @pytest.mark.slow
 def test_tiny_model_learns_and_dev_mrr_improves(tmp_path, tiny_model_dir):
     from training.finetune import main

@@ -29,6 +29,8 @@ from training.evaluate import evaluate, write_report
 from training.judging import UnjudgedPairsError
 from training.pairs import DEFAULT_SEED, split_pairs, write_splits
 from training.report import push_decision, write_model_card
+from training.visitor_queries import DEFAULT_VISITOR_QUERIES, visitor_pairs
+from training.visitor_queries import training_frame as visitor_training_frame
 
 logger = logging.getLogger(__name__)
 
@@ -173,13 +175,22 @@ def train(args: argparse.Namespace) -> Path:
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=32)
     else:
         loss = MultipleNegativesRankingLoss(model)
-    train_dataset = Dataset.from_pandas(frame, preserve_index=False)
+    # Multi-task: each dataset gets its own batches (no mixing of columns) and its own loss.
+    datasets, losses = {"pairs": Dataset.from_pandas(frame, preserve_index=False)}, {"pairs": loss}
+    visitor_report = None
+    if args.visitor_queries:
+        visitors, visitor_report = visitor_pairs(args.visitor_queries, catalog, song_split)
+        logger.info("visitor-style queries: %s", visitor_report)
+        if not visitors.empty:
+            datasets["visitors"] = Dataset.from_pandas(visitor_training_frame(visitors, seed=args.seed),
+                                                       preserve_index=False)
+            losses["visitors"] = MultipleNegativesRankingLoss(model)
     if args.distill_texts > 0:
-        # Multi-task: annotation batches (MNRL) interleaved with batches pulling texts back to the base's vectors.
+        # Batches pulling training-song texts back to the base's vectors.
         texts = distillation_texts(splits["train"], catalog, count=args.distill_texts, seed=args.seed)
-        distill = Dataset.from_pandas(distillation_frame(texts, model), preserve_index=False)
-        train_dataset = DatasetDict({"pairs": train_dataset, "distill": distill})
-        loss = {"pairs": loss, "distill": EmbedDistillLoss(model, distance_metric="cosine")}
+        datasets["distill"] = Dataset.from_pandas(distillation_frame(texts, model), preserve_index=False)
+        losses["distill"] = EmbedDistillLoss(model, distance_metric="cosine")
+    train_dataset, loss = (datasets["pairs"], loss) if len(datasets) == 1 else (DatasetDict(datasets), losses)
     evaluator = dev_evaluator(splits["dev"], catalog)
     cuda = torch.cuda.is_available()
     training_args = SentenceTransformerTrainingArguments(
@@ -214,7 +225,8 @@ def train(args: argparse.Namespace) -> Path:
     summary = {
         "base": args.base,
         "base_model_id": encoder.model_id,
-        "train_rows": len(frame),
+        "train_rows": {name: len(dataset) for name, dataset in datasets.items()},
+        "visitor_queries": visitor_report.__dict__ if visitor_report else None,
         "split_pairs": {name: int(frame_["pair_id"].nunique()) for name, frame_ in splits.items()},
         "split_songs": {name: int(frame_["song_id"].nunique()) for name, frame_ in splits.items()},
         "pair_filter": report.__dict__,
@@ -317,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also train on each annotation's first sentence (visitor-length anchors)")
     parser.add_argument("--distill-texts", type=int, default=0, metavar="N",
                         help="keep N training-song lines and short views at the base model's vectors (0 = off)")
+    parser.add_argument("--visitor-queries", metavar="JSONL",
+                        default=str(DEFAULT_VISITOR_QUERIES) if DEFAULT_VISITOR_QUERIES.is_file() else None,
+                        help="visitor-style training queries of train-split songs (default: "
+                             "training/data/visitor_queries.jsonl when it exists)")
+    parser.add_argument("--no-visitor-queries", dest="visitor_queries", action="store_const", const=None,
+                        help="train on annotations only")
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
                         help="train on (annotation, line) pairs only, without same-song negatives")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)

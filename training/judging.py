@@ -130,11 +130,16 @@ def load_judgments(path: str | Path) -> dict[Pair, int]:
 
 def write_judgments(path: str | Path, rows: Iterable[dict]) -> None:
     """Sorted by query then song (stable diffs), written to a temporary file and renamed (never half a file)."""
+    ordered = sorted(rows, key=lambda row: (row["query_id"], row["song_id"]))
+    write_text_atomically(path, "".join(json.dumps({key: row[key] for key in ("query_id", "song_id", "grade",
+                                                                               "artist", "title")},
+                                                   ensure_ascii=False) + "\n" for row in ordered))
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename it over: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ordered = sorted(rows, key=lambda row: (row["query_id"], row["song_id"]))
-    text = "".join(json.dumps({key: row[key] for key in ("query_id", "song_id", "grade", "artist", "title")},
-                              ensure_ascii=False) + "\n" for row in ordered)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:

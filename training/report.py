@@ -68,8 +68,12 @@ def model_card_section(summary: dict, result: dict | None) -> str:
         "annotations that only restate the line, very short ones and section headers are filtered out "
         f"({summary['pair_filter']}).",
         f"- **Split (by artist, seeded hash; no song or artist in two splits):** pairs {summary['split_pairs']}, "
-        f"songs {summary['split_songs']}; training rows (with same-song hard negatives): {summary['train_rows']}.",
-        "- **Loss:** MultipleNegativesRankingLoss with the NO_DUPLICATES batch sampler; best checkpoint by dev MRR@10.",
+        f"songs {summary['split_songs']}; training rows per dataset: {summary['train_rows']}.",
+        *([f"- **Visitor-style queries:** short mood/scene queries written for train-split songs from their lyrics, "
+           f"each paired with the lines that carry it ({summary['visitor_queries']})."]
+          if summary.get("visitor_queries") else []),
+        "- **Loss:** MultipleNegativesRankingLoss (annotation batches with a same-song hard negative; visitor-query "
+        "batches with in-batch negatives) and the NO_DUPLICATES batch sampler; best checkpoint by dev MRR@10.",
         "",
     ]
     if result:

@@ -1,0 +1,121 @@
+"""Visitor-style training queries: export → writer → record round trip, the leakage guard, the quote filter."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from recommender.catalog import Catalog
+from recommender.errors import RecommenderError
+from tests.test_training import synthetic_catalog
+from training.pairs import assign_splits
+from training.visitor_queries import copies_lyrics, distinct_lines, main, read_rows, visitor_pairs
+
+
+@pytest.fixture
+def catalog_dir(tmp_path):
+    catalog = synthetic_catalog(n_artists=30)
+    catalog.save(tmp_path / "cat")
+    return tmp_path / "cat"
+
+
+def exported_songs(directory) -> dict[str, list[str]]:
+    """song_id → the numbered lines a writer sees, parsed back from the export files."""
+    songs: dict[str, list[str]] = {}
+    for path in sorted(directory.glob("songs_*.txt")):
+        for block in path.read_text().split("### song_id=")[1:]:
+            song_id, *numbered = block.strip().splitlines()
+            songs[song_id] = [re.sub(r"^\d+\. ", "", line) for line in numbered]
+    return songs
+
+
+def test_export_then_record_trains_on_the_chosen_lines_of_train_songs_only(tmp_path, catalog_dir, capsys):
+    catalog = Catalog.load(catalog_dir)
+    split = assign_splits(catalog)
+    queries = tmp_path / "visitor_queries.jsonl"
+    assert main(["export", "--catalog", str(catalog_dir), "--out", str(tmp_path / "export"), "--per-file", "7",
+                 "--queries", str(queries)]) == 0
+    shown = exported_songs(tmp_path / "export")
+    assert shown and set(shown) == {song for song, name in split.items() if name == "train"}
+    assert len(list((tmp_path / "export").glob("songs_*.txt"))) == -(-len(shown) // 7)
+    song_id = next(iter(shown))
+    written = tmp_path / "writer.jsonl"
+    written.write_text("\n".join(json.dumps(row) for row in [
+        {"song_id": song_id, "query": "a quiet road home at dusk", "lines": [2, 3]},
+        {"song_id": song_id, "query": "too short", "lines": [1]},
+        {"song_id": song_id, "query": "lines out of range here", "lines": [99]},
+        {"song_id": "not-a-song", "query": "some query about nothing", "lines": [1]},
+        "not an object",
+    ]) + "\n")
+    assert main(["record", "--catalog", str(catalog_dir), "--input", str(written), "--queries", str(queries)]) == 0
+    assert "dropped: {'unknown_song': 1, 'bad_lines': 1, 'length': 1, 'copies_lyrics': 0, 'malformed': 1}" \
+        in capsys.readouterr().out
+    rows = read_rows(queries)
+    assert [(row["song_id"], row["query"]) for row in rows] == [(song_id, "a quiet road home at dusk")]
+    pairs, report = visitor_pairs(queries, catalog, split)
+    assert pairs["line"].tolist() == shown[song_id][1:3]
+    assert set(pairs["query"]) == {"a quiet road home at dusk"} and report.kept == 1
+
+
+def test_rows_of_dev_or_test_songs_and_changed_lines_are_dropped(tmp_path, catalog_dir):
+    catalog = Catalog.load(catalog_dir)
+    split = assign_splits(catalog)
+    lines = distinct_lines(catalog)
+    by_split = {name: next(song for song, s in split.items() if s == name) for name in ("train", "dev", "test")}
+    written = tmp_path / "writer.jsonl"
+    written.write_text("".join(json.dumps({"song_id": song, "query": f"a long {name} drive at night",
+                                           "lines": [1]}) + "\n" for name, song in by_split.items()))
+    queries = tmp_path / "visitor_queries.jsonl"
+    assert main(["record", "--catalog", str(catalog_dir), "--input", str(written), "--queries", str(queries)]) == 0
+    pairs, report = visitor_pairs(queries, catalog, split)
+    assert set(pairs["song_id"]) == {by_split["train"]}
+    assert report.dropped_not_train_split == 2
+    edited = catalog.lines.copy()
+    first_line = lines[by_split["train"]][0][1]
+    edited.loc[edited["text"] == first_line, "text"] = "an edited line"
+    _, report = visitor_pairs(queries, Catalog(catalog.songs, edited, catalog.pairs), split)
+    assert report.kept == 0 and report.dropped_lines_changed == 1
+
+
+def test_a_malformed_queries_file_names_the_bad_line(tmp_path, catalog_dir):
+    queries = tmp_path / "visitor_queries.jsonl"
+    queries.write_text(json.dumps({"song_id": "x", "query": "q", "positions": [1], "fingerprint": "ab"}) + "\n"
+                       + json.dumps({"song_id": "x", "query": "q", "positions": "1"}) + "\n")
+    with pytest.raises(RecommenderError, match=r"visitor_queries.jsonl:2"):
+        read_rows(queries)
+    assert main(["export", "--catalog", str(catalog_dir), "--out", str(tmp_path / "o"), "--queries",
+                 str(queries)]) == 2
+
+
+def test_copied_runs_of_lyrics_are_detected_case_and_punctuation_blind():
+    lyrics = ["Driving down the Empty Road, alone", "other words"]
+    assert copies_lyrics("sad: driving down the empty street", lyrics)
+    assert not copies_lyrics("driving down an empty road", lyrics)
+    assert not copies_lyrics("the empty road", lyrics)
+
+
+@pytest.mark.slow
+def test_finetune_trains_on_visitor_queries_beside_the_annotations(tmp_path, tiny_model_dir):
+    """The visitor queries become their own dataset (own batches, own loss) and the summary says what was kept."""
+    from training.finetune import main as finetune
+    from training.visitor_queries import fingerprint
+
+    catalog = synthetic_catalog()
+    catalog.save(tmp_path / "cat")
+    split = assign_splits(catalog)
+    queries = tmp_path / "visitor_queries.jsonl"
+    rows = [{"song_id": song, "query": f"mood of {song} number {position}", "positions": [position],
+             "fingerprint": fingerprint([text])}
+            for song, position, text in zip(catalog.lines["song_id"], catalog.lines["position"],
+                                            catalog.lines["text"], strict=True) if position < 2]
+    queries.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    train_rows = sum(split[row["song_id"]] == "train" for row in rows)
+    assert finetune(["--catalog", str(tmp_path / "cat"), "--base", str(tiny_model_dir), "--out", str(tmp_path / "run"),
+                     "--epochs", "1", "--batch-size", "16", "--skip-eval", "--visitor-queries", str(queries)]) == 0
+    summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
+    assert summary["train_rows"]["visitors"] == train_rows
+    assert summary["visitor_queries"]["kept"] == train_rows
+    assert summary["visitor_queries"]["dropped_not_train_split"] == len(rows) - train_rows
+    assert "Visitor-style queries" in (tmp_path / "run" / "model" / "README.md").read_text()
