@@ -119,3 +119,34 @@ def test_finetune_trains_on_visitor_queries_beside_the_annotations(tmp_path, tin
     assert summary["visitor_queries"]["kept"] == train_rows
     assert summary["visitor_queries"]["dropped_not_train_split"] == len(rows) - train_rows
     assert "Visitor-style queries" in (tmp_path / "run" / "model" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_evaluate_scores_held_out_visitor_queries_against_the_public_search_path(tmp_path, packaged_encoder):
+    """Each query must find its own song; the metric equals what search_text returns, per ranking and split."""
+    from recommender.service import Recommender, default_catalog_dir
+    from training.evaluate import VISITOR_RANKINGS, evaluate
+    from training.visitor_queries import fingerprint
+
+    catalog_dir = default_catalog_dir()
+    catalog = Catalog.load(catalog_dir)
+    split = assign_splits(catalog)
+    queries = ["late night drive alone", "summer at the beach with friends", "missing home and family",
+               "a storm coming over the fields", "dancing until the sun comes up", "growing old together"]
+    songs = catalog.songs["song_id"].tolist()
+    rows = [{"song_id": songs[(i * 7) % len(songs)], "query": query, "positions": [0], "fingerprint": fingerprint([""])}
+            for i, query in enumerate(queries)]
+    path = tmp_path / "visitor_queries_heldout.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in [*rows, {**rows[0], "song_id": "not-in-catalog"}]))
+
+    result = evaluate(catalog_dir, ["baseline"], split="all", bm25=False, visitor_queries=path)
+    assert result["counts"]["visitor_queries"] == len(rows)
+    recommender = Recommender.open(catalog_dir=catalog_dir, model="baseline")
+    for ranking in VISITOR_RANKINGS:
+        found = [row["song_id"] in [hit["song_id"] for hit in recommender.search_text(row["query"], top_n=10,
+                                                                                     ranking=ranking)["results"]]
+                 for row in rows]
+        assert result["models"]["baseline"][f"visitor_{ranking}_recall@10"] == pytest.approx(sum(found) / len(rows))
+    held_out = [row for row in rows if split[row["song_id"]] == "test"]
+    assert evaluate(catalog_dir, ["baseline"], split="test", bm25=False,
+                    visitor_queries=path)["counts"]["visitor_queries"] == len(held_out)

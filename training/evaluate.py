@@ -1,6 +1,7 @@
 """Evaluate models on held-out songs: line retrieval, the whole seed pipeline, BM25, paired bootstrap CIs.
 
     python -m training.evaluate --catalog DIR --models A B ... [--split test|all] [--mood-queries FILE] --out DIR
+                                [--visitor-queries FILE | --no-visitor-queries]
                                 [--queries FILE [--judgments FILE] [--rankings R ...] [--user-catalog DIR]] [--json]
 
 * line retrieval — each held-out annotation queries ALL index rows (distinct song lines) of the catalog;
@@ -13,6 +14,11 @@
   graded 0/1/2 from the lyrics over the pooled top 10 (``training.judging``, ``training/eval/RUBRIC.md``):
   user nDCG@10 (gain = grade, ideal from every judged song of the query), P@10 (grade ≥ 1) and P2@10 (grade 2),
   with paired-bootstrap CIs against the first configuration. Refuses (exit 3) while a pooled pair is unjudged;
+* visitor-style queries of held-out songs (``--visitor-queries``, default
+  training/eval/visitor_queries_heldout.jsonl) — short mood/scene queries written for dev/test songs from their
+  lyrics (``training.visitor_queries``); never trained on. Each must find its own song: Recall@10 and MRR@10 under
+  the seed ranking and under the default ranking. An automatic check of the visitor side on unseen songs, beside
+  the judged user-style set (one song counts as right, so it undercounts other relevant songs);
 * BM25 (rank_bm25) over the same rows, for reference (its pipeline sums the top-100 BM25 scores per song);
 * paired bootstrap 95% CIs of every metric's difference against the first model.
 
@@ -50,12 +56,17 @@ from training.judging import (
     unjudged_pairs,
 )
 from training.pairs import DEFAULT_SEED, assign_splits, clean_pairs, read_splits
+from training.visitor_queries import read_rows as read_visitor_rows
 
 logger = logging.getLogger(__name__)
 
 LINE_METRICS = ("line_mrr@10", "line_ndcg@10", "line_recall@10", "line_recall@100", "line_accuracy@1")
 SONG_METRICS = ("song_recall@10", "song_mrr@10")
 MOOD_METRICS = ("mood_ndcg@10", "mood_mrr@10", "mood_recall@10")
+VISITOR_RANKINGS = tuple(dict.fromkeys(("seed", SETTINGS.default_ranking)))
+VISITOR_METRICS = tuple(f"visitor_{ranking}_{metric}" for ranking in VISITOR_RANKINGS
+                        for metric in ("recall@10", "mrr@10"))
+DEFAULT_VISITOR_EVAL = Path(__file__).resolve().parent / "eval" / "visitor_queries_heldout.jsonl"
 USER_METRICS = ("user_ndcg@10", "user_p@10", "user_p2@10")
 BOOTSTRAP_SAMPLES = 2000
 _TOKEN = re.compile(r"[\w']+")
@@ -212,6 +223,27 @@ def evaluate_mood(recommender: Recommender, mood: list[tuple[str, dict[int, int]
     return {name: np.asarray(values, dtype=np.float64) for name, values in per_query.items()}
 
 
+def load_visitor_queries(path: str | Path, catalog: Catalog, *, split: str,
+                         song_split: dict[str, str]) -> list[tuple[str, int]]:
+    """(query, song position) for the file's rows whose song is in ``catalog`` and in ``split`` (``all``: any)."""
+    position = {song_id: i for i, song_id in enumerate(catalog.songs["song_id"])}
+    return [(row["query"], position[row["song_id"]]) for row in read_visitor_rows(path)
+            if row["song_id"] in position and (split == "all" or song_split.get(row["song_id"]) == split)]
+
+
+def evaluate_visitors(recommender: Recommender, visitors: list[tuple[str, int]]) -> dict:
+    """Per-query Recall@10 / MRR@10 of each visitor query's own song, under the seed and the default ranking."""
+    per_query: dict[str, list[float]] = {name: [] for name in VISITOR_METRICS}
+    vectors = recommender.encoder.encode_queries([text for text, _ in visitors])
+    for vector, (_, song) in zip(vectors, visitors, strict=True):
+        for ranking in VISITOR_RANKINGS:
+            hits = recommender.rank(vector, allowed_songs=None, top_n=10, ranking=ranking)
+            found = song_metrics([hit.song_index for hit in hits], song)
+            per_query[f"visitor_{ranking}_recall@10"].append(found["song_recall@10"])
+            per_query[f"visitor_{ranking}_mrr@10"].append(found["song_mrr@10"])
+    return {name: np.asarray(values, dtype=np.float64) for name, values in per_query.items()}
+
+
 def evaluate_bm25(recommender: Recommender, queries: Queries) -> dict:
     """BM25 over the same index rows (lexical reference)."""
     from rank_bm25 import BM25Okapi
@@ -266,7 +298,8 @@ def load_mood_queries(path: str | Path, catalog: Catalog) -> list[tuple[str, dic
 def evaluate(catalog_dir: str | Path, models: list[str], *, split: str = "test", splits_file: str | None = None,
              mood_queries: str | None = None, mood_catalog_dir: str | None = None, bm25: bool = True,
              user_queries: str | Path | None = None, judgments: str | Path | None = None,
-             rankings: list[str] | tuple[str, ...] = ("seed",), user_catalog_dir: str | Path | None = None) -> dict:
+             rankings: list[str] | tuple[str, ...] = ("seed",), user_catalog_dir: str | Path | None = None,
+             visitor_queries: str | Path | None = None) -> dict:
     """Run every evaluation; returns ``{"models": {name: {metric: mean}}, "deltas": {...}, "counts": {...}}``
     plus ``"user"`` (see ``evaluate_user``) when ``user_queries`` is given.
 
@@ -284,6 +317,8 @@ def evaluate(catalog_dir: str | Path, models: list[str], *, split: str = "test",
     song_split = read_splits(splits_file) if splits_file else assign_splits(catalog, seed=DEFAULT_SEED)
     per_model: dict[str, dict[str, np.ndarray]] = {}
     queries = None
+    visitors = load_visitor_queries(visitor_queries, catalog, split=split, song_split=song_split) \
+        if visitor_queries else []
     for model in models:
         recommender = Recommender.open(catalog_dir=catalog_dir, model=model)
         if queries is None:
@@ -292,6 +327,8 @@ def evaluate(catalog_dir: str | Path, models: list[str], *, split: str = "test",
             if bm25:
                 per_model["bm25"] = evaluate_bm25(recommender, queries)
         per_model[model] = evaluate_dense(recommender, queries)
+        if visitors:
+            per_model[model].update(evaluate_visitors(recommender, visitors))
         if mood_queries:
             mood_recommender = Recommender.open(catalog_dir=mood_catalog_dir, model=model)
             per_model[model].update(evaluate_mood(mood_recommender, load_mood_queries(mood_queries,
@@ -303,7 +340,7 @@ def evaluate(catalog_dir: str | Path, models: list[str], *, split: str = "test",
                                          for metric, values in arrays.items() if metric in per_model[reference]}
               for name, arrays in per_model.items() if name != reference}
     counts = {"queries": len(queries.texts) if queries else 0, "split": split,
-              "mood_queries": len(per_model[reference].get("mood_mrr@10", []))}
+              "mood_queries": len(per_model[reference].get("mood_mrr@10", [])), "visitor_queries": len(visitors)}
     result = {"models": metrics, "deltas": deltas, "counts": counts}
     if user is not None:
         result["user"] = user
@@ -341,12 +378,13 @@ def ablation_lines(result: dict) -> list[str]:
     rankings = user["rankings"]
     base = result["models"][names[0]]
     base_user = {ranking: user["configs"][config_label(names[0], ranking)]["user_ndcg@10"] for ranking in rankings}
-    header = ["model", "line_mrr@10", "song_recall@10", *(f"user nDCG@10 ({ranking})" for ranking in rankings)]
+    yardsticks = [m for m in ("line_mrr@10", "song_recall@10", "visitor_seed_recall@10") if m in base]
+    header = ["model", *yardsticks, *(f"user nDCG@10 ({ranking})" for ranking in rankings)]
     lines = ["", "## Ablation: both yardsticks per model", "", "| " + " | ".join(header) + " |",
              "|---" * len(header) + "|"]
     for name in names:
         cells = [name]
-        for metric in ("line_mrr@10", "song_recall@10"):
+        for metric in yardsticks:
             value = result["models"][name].get(metric)
             cells.append("—" if value is None else f"{value:.4f} (×{value / base[metric]:.2f})" if base.get(metric)
                          else f"{value:.4f}")
@@ -368,10 +406,12 @@ def write_report(result: dict, out: str | Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     names = list(result["models"])
-    metrics = [m for m in (*LINE_METRICS, *SONG_METRICS, *MOOD_METRICS) if any(m in result["models"][n]
-                                                                              for n in names)]
+    metrics = [m for m in (*LINE_METRICS, *SONG_METRICS, *MOOD_METRICS, *VISITOR_METRICS)
+               if any(m in result["models"][n] for n in names)]
     counts = result["counts"]
     mood_note = f", {counts['mood_queries']} mood queries" if counts["mood_queries"] else ""
+    if counts.get("visitor_queries"):
+        mood_note += f", {counts['visitor_queries']} visitor-style queries of held-out songs"
     lines = [f"# Evaluation ({counts['split']} split, {counts['queries']} annotation queries{mood_note})",
              "", "| model | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for name in names:
@@ -433,6 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rankings compared on --queries; each model × ranking is a configuration, the first "
                              "model with the first ranking is the reference (default: seed)")
     parser.add_argument("--user-catalog", help="catalog searched by --queries (default: --catalog)")
+    parser.add_argument("--visitor-queries", metavar="JSONL",
+                        default=str(DEFAULT_VISITOR_EVAL) if DEFAULT_VISITOR_EVAL.is_file() else None,
+                        help="visitor-style queries of held-out songs (default: "
+                             "training/eval/visitor_queries_heldout.jsonl when it exists)")
+    parser.add_argument("--no-visitor-queries", dest="visitor_queries", action="store_const", const=None)
     parser.add_argument("--no-bm25", dest="bm25", action="store_false")
     parser.add_argument("--out", required=True)
     parser.add_argument("--json", action="store_true", help="print metrics.json")
@@ -446,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(args.catalog, args.models, split=args.split, splits_file=args.splits,
                           mood_queries=args.mood_queries, mood_catalog_dir=args.mood_catalog, bm25=args.bm25,
                           user_queries=args.queries, judgments=args.judgments, rankings=args.rankings,
-                          user_catalog_dir=args.user_catalog)
+                          user_catalog_dir=args.user_catalog, visitor_queries=args.visitor_queries)
     except UnjudgedPairsError as error:
         print(f"error: refusing to score the user-style queries: {len(error.pairs)} pooled (query, top-10 song) "
               f"pairs are unjudged (judge them first, see training/eval/RUBRIC.md); list them with:\n"

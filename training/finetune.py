@@ -25,7 +25,7 @@ from recommender.catalog import Catalog
 from recommender.encoders import load_encoder
 from recommender.errors import RecommenderError
 from space_config import SETTINGS
-from training.evaluate import evaluate, write_report
+from training.evaluate import DEFAULT_VISITOR_EVAL, evaluate, write_report
 from training.judging import UnjudgedPairsError
 from training.pairs import DEFAULT_SEED, split_pairs, write_splits
 from training.report import push_decision, write_model_card
@@ -123,6 +123,11 @@ def distillation_texts(train: pd.DataFrame, catalog: Catalog, *, count: int, see
     random.Random(seed).shuffle(distinct)
     views = list(dict.fromkeys(train["annotation"].map(short_view)))
     return (distinct[: max(count - len(views), 0)] + views)[:count]
+
+
+def visitor_eval_file() -> Path | None:
+    """The held-out visitor queries the test evaluation reports on, when the repository has them."""
+    return DEFAULT_VISITOR_EVAL if DEFAULT_VISITOR_EVAL.is_file() else None
 
 
 def last_complete_checkpoint(directory: Path) -> str | None:
@@ -241,7 +246,7 @@ def train(args: argparse.Namespace) -> Path:
     result = None
     if not args.skip_eval:
         result = evaluate(args.catalog, [args.base, str(model_dir)], split="test", splits_file=str(out / "splits.json"),
-                          mood_queries=args.mood_queries, bm25=False)
+                          mood_queries=args.mood_queries, bm25=False, visitor_queries=visitor_eval_file())
         write_report(result, out / "eval")
     write_model_card(model_dir, summary, result)
     if args.push_to_hub:
@@ -267,7 +272,8 @@ def push(model_dir: Path, args: argparse.Namespace) -> bool:
     try:
         result = evaluate(args.catalog, [incumbent, str(model_dir)], split="test",
                           splits_file=str(Path(args.out) / "splits.json"), bm25=False,
-                          user_queries=args.queries, judgments=args.judgments, user_catalog_dir=args.user_catalog)
+                          user_queries=args.queries, judgments=args.judgments, user_catalog_dir=args.user_catalog,
+                          visitor_queries=visitor_eval_file())
     except UnjudgedPairsError as error:
         # The candidate surfaced songs nobody has judged: it cannot be compared yet, and --force does not guess.
         logger.error("refusing to push %s: %d pooled pairs of the user-style queries are unjudged; list them with "

@@ -9,11 +9,12 @@ of training on the wrong line.
 
 Row format (JSON Lines): ``{"song_id": ..., "query": ..., "positions": [3, 4], "fingerprint": "9f2c1a0b"}``.
 
-    python -m training.visitor_queries export --catalog DIR --out DIR [--songs N] [--per-file K] [--queries FILE]
+    python -m training.visitor_queries export --catalog DIR --out DIR [--split train|dev|test ...] [--songs N]
+                                              [--per-file K] [--queries FILE]
     python -m training.visitor_queries record --catalog DIR --input FILE.jsonl [FILE ...] --queries FILE
 
-``export`` writes train-split songs not yet covered by ``--queries`` as numbered distinct lines (no titles or
-artists) for query writers; writers answer ``{"song_id", "query", "lines": [numbers]}`` lines, and ``record``
+``export`` writes songs (train split by default) not yet covered by ``--queries`` as numbered distinct lines (no
+titles or artists) for query writers; writers answer ``{"song_id", "query", "lines": [numbers]}`` lines, and ``record``
 checks them (known song, 1–4 valid line numbers, 3–12 words, no run of 4+ words copied from the lyrics) and merges
 them into the file, written atomically.
 """
@@ -33,7 +34,7 @@ import pandas as pd
 from recommender.catalog import Catalog
 from recommender.errors import RecommenderError
 from training.judging import write_text_atomically
-from training.pairs import DEFAULT_SEED, assign_splits, words
+from training.pairs import DEFAULT_SEED, SPLITS, assign_splits, words
 
 DEFAULT_VISITOR_QUERIES = Path(__file__).resolve().parent / "data" / "visitor_queries.jsonl"
 MAX_LINES_SHOWN = 80
@@ -149,7 +150,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     covered = {row["song_id"] for row in read_rows(args.queries)} if args.queries and Path(args.queries).is_file() \
         else set()
     lines = distinct_lines(catalog)
-    songs = [song for song in catalog.songs["song_id"] if split[song] == "train" and song not in covered
+    songs = [song for song in catalog.songs["song_id"] if split[song] in args.split and song not in covered
              and len(lines.get(song, [])) >= 4]
     random.Random(args.seed).shuffle(songs)
     songs = songs[: args.songs]
@@ -160,7 +161,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                                                        in enumerate(lines[song], 1)) + "\n"
                   for song in songs[start:start + args.per_file]]
         (out / f"songs_{start // args.per_file:03d}.txt").write_text("\n".join(blocks), encoding="utf-8")
-    print(f"{len(songs)} train-split songs without visitor queries written to {out} "
+    print(f"{len(songs)} {'/'.join(args.split)} songs without visitor queries written to {out} "
           f"({args.per_file} per file)")
     return 0
 
@@ -211,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--songs", type=int, default=1200, help="at most this many songs")
     export.add_argument("--per-file", type=int, default=150)
     export.add_argument("--queries", default=str(DEFAULT_VISITOR_QUERIES), help="skip songs this file covers")
-    export.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the split seed (train songs only)")
+    export.add_argument("--split", nargs="+", choices=SPLITS, default=["train"],
+                        help="songs of these splits (dev/test queries are for evaluation only: training drops them)")
+    export.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the split seed")
     export.set_defaults(handler=cmd_export)
     record = commands.add_parser("record", help="check writers' queries and merge them into the file")
     record.add_argument("--catalog", required=True, help="the catalog the exported numbering came from")
