@@ -150,3 +150,33 @@ def test_evaluate_scores_held_out_visitor_queries_against_the_public_search_path
     held_out = [row for row in rows if split[row["song_id"]] == "test"]
     assert evaluate(catalog_dir, ["baseline"], split="test", bm25=False,
                     visitor_queries=path)["counts"]["visitor_queries"] == len(held_out)
+
+
+def test_checkpoints_are_selected_on_annotations_and_dev_visitor_queries_together(tmp_path, tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    from training.finetune import BEST_METRIC, selection_evaluator
+    from training.pairs import split_pairs
+    from training.visitor_queries import fingerprint
+
+    catalog = synthetic_catalog()
+    splits, split, _ = split_pairs(catalog)
+    path = tmp_path / "visitor_queries_heldout.jsonl"
+    assert selection_evaluator(splits["dev"], catalog, split, None)[1] == BEST_METRIC
+    path.write_text("")
+    assert selection_evaluator(splits["dev"], catalog, split, path)[1] == BEST_METRIC  # no dev queries: annotations
+    rows = [{"song_id": song, "query": f"query for {song} in {name}", "positions": [0], "fingerprint": fingerprint([])}
+            for song, name in split.items()]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    evaluator, metric = selection_evaluator(splits["dev"], catalog, split, path)
+    assert metric == "eval_sequential_score"
+    visitors = evaluator.evaluators[1]
+    dev_songs = [row["song_id"] for row in rows if split[row["song_id"]] == "dev"]
+    assert sorted(visitors.queries) == sorted(f"query for {song} in dev" for song in dev_songs)
+    for query_id, song in zip(visitors.queries_ids, dev_songs, strict=True):
+        song_lines = set(catalog.lines.loc[catalog.lines["song_id"] == song, "text"])
+        assert {visitors.corpus[visitors.corpus_ids.index(doc)] for doc in visitors.relevant_docs[query_id]} \
+            == song_lines
+    scores = evaluator(SentenceTransformer(str(tiny_model_dir), device="cpu"))
+    assert scores["sequential_score"] == pytest.approx((scores["dev_cosine_ndcg@10"]
+                                                        + scores["dev_visitors_cosine_ndcg@10"]) / 2)

@@ -25,7 +25,7 @@ from recommender.catalog import Catalog
 from recommender.encoders import load_encoder
 from recommender.errors import RecommenderError
 from space_config import SETTINGS
-from training.evaluate import DEFAULT_VISITOR_EVAL, evaluate, write_report
+from training.evaluate import DEFAULT_VISITOR_EVAL, evaluate, load_visitor_queries, write_report
 from training.judging import UnjudgedPairsError
 from training.pairs import DEFAULT_SEED, split_pairs, write_splits
 from training.report import push_decision, write_model_card
@@ -71,6 +71,44 @@ def dev_evaluator(dev: pd.DataFrame, catalog: Catalog, name: str = "dev"):
     return InformationRetrievalEvaluator(queries, corpus, relevant, name=name, mrr_at_k=[10], ndcg_at_k=[10],
                                          accuracy_at_k=[1, 10], precision_recall_at_k=[10, 100], map_at_k=[100],
                                          batch_size=64, write_csv=False)
+
+
+def visitor_dev_evaluator(path: str | Path, catalog: Catalog, song_split: dict[str, str], name: str = "dev_visitors"):
+    """IR evaluator: visitor-style queries of dev songs query every line of the dev songs; relevant = the lines of
+    the query's song (a query describes the song, so any of its lines surfacing first is the seed rule's evidence).
+
+    None when the file has no dev-split song of this catalog.
+    """
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    visitors = load_visitor_queries(path, catalog, split="dev", song_split=song_split)
+    if not visitors:
+        return None
+    dev_songs = {song_id for song_id, split in song_split.items() if split == "dev"}
+    lines = catalog.lines[catalog.lines["song_id"].isin(dev_songs) & (catalog.lines["text"].str.strip() != "")]
+    text_id = {text: f"t{i}" for i, text in enumerate(dict.fromkeys(lines["text"]))}
+    song_texts = lines.groupby("song_id")["text"].apply(lambda texts: {text_id[t] for t in texts}).to_dict()
+    song_ids = catalog.songs["song_id"].tolist()
+    queries = {f"v{i}": text for i, (text, _) in enumerate(visitors)}
+    relevant = {f"v{i}": song_texts[song_ids[song]] for i, (_, song) in enumerate(visitors)}
+    corpus = {identifier: text for text, identifier in text_id.items()}
+    return InformationRetrievalEvaluator(queries, corpus, relevant, name=name, mrr_at_k=[10], ndcg_at_k=[10],
+                                         accuracy_at_k=[1, 10], precision_recall_at_k=[10], map_at_k=[100],
+                                         batch_size=64, write_csv=False)
+
+
+def selection_evaluator(dev: pd.DataFrame, catalog: Catalog, song_split: dict[str, str],
+                        visitor_file: str | Path | None):
+    """What picks the best checkpoint: dev annotation retrieval alone, or — when dev-song visitor queries exist —
+    the mean of its nDCG@10 and the visitor queries' (so a checkpoint is not kept for annotations alone)."""
+    from sentence_transformers.sentence_transformer.evaluation import SequentialEvaluator
+
+    annotations = dev_evaluator(dev, catalog)
+    visitors = visitor_dev_evaluator(visitor_file, catalog, song_split) if visitor_file else None
+    if visitors is None:
+        return annotations, BEST_METRIC
+    return SequentialEvaluator([annotations, visitors], main_score_function=lambda scores: sum(scores) / len(scores)), \
+        "eval_sequential_score"
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -196,7 +234,7 @@ def train(args: argparse.Namespace) -> Path:
         datasets["distill"] = Dataset.from_pandas(distillation_frame(texts, model), preserve_index=False)
         losses["distill"] = EmbedDistillLoss(model, distance_metric="cosine")
     train_dataset, loss = (datasets["pairs"], loss) if len(datasets) == 1 else (DatasetDict(datasets), losses)
-    evaluator = dev_evaluator(splits["dev"], catalog)
+    evaluator, best_metric = selection_evaluator(splits["dev"], catalog, song_split, visitor_eval_file())
     cuda = torch.cuda.is_available()
     training_args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"),
@@ -212,7 +250,7 @@ def train(args: argparse.Namespace) -> Path:
         save_strategy="epoch",
         save_total_limit=2,
         load_best_model_at_end=True,
-        metric_for_best_model=BEST_METRIC,
+        metric_for_best_model=best_metric,
         greater_is_better=True,
         logging_steps=10,
         seed=args.seed,
