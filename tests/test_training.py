@@ -65,6 +65,13 @@ def test_tiny_model_learns_and_dev_mrr_improves(tmp_path, tiny_model_dir):
     assert summary["dev_best"]["dev_cosine_mrr@10"] > summary["dev_base"]["dev_cosine_mrr@10"] + 0.1
     assert (out / "model" / "README.md").read_text().count("## Lyrics meaning search") == 1
     assert json.loads((out / "splits.json").read_text())["songs"] == assign_splits(catalog)
+    # The base stays the base for the rest of the process (evaluation, push gate): training used a copy.
+    from sentence_transformers import SentenceTransformer
+
+    probe = ["this line is about", "another probe text"]
+    fresh = SentenceTransformer(str(tiny_model_dir), device="cpu").encode(probe)
+    np.testing.assert_allclose(load_encoder(str(tiny_model_dir)).model.encode(probe), fresh, atol=1e-6)
+    assert not np.allclose(SentenceTransformer(str(out / "model"), device="cpu").encode(probe), fresh, atol=1e-3)
 
 
 def test_split_is_deterministic_grouped_by_artist_and_leak_free():

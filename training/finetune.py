@@ -12,6 +12,7 @@ best checkpoint by dev MRR@10 from an InformationRetrievalEvaluator on held-out 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import random
@@ -205,7 +206,9 @@ def train(args: argparse.Namespace) -> Path:
 
     torch.manual_seed(args.seed)
     encoder = load_encoder(args.base)
-    model = encoder.model
+    # Train a copy: load_encoder caches one encoder per name for the process, and the evaluation and push gate
+    # below must still see the untouched base under that name (training in place made "baseline" the new model).
+    model = copy.deepcopy(encoder.model)
     try:
         model.max_seq_length = args.max_seq_length
     except AttributeError:  # e.g. StaticEmbedding models have no sequence length
