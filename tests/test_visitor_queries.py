@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pandas as pd
 import pytest
 
 from recommender.catalog import Catalog
@@ -113,7 +114,8 @@ def test_finetune_trains_on_visitor_queries_beside_the_annotations(tmp_path, tin
     queries.write_text("".join(json.dumps(row) + "\n" for row in rows))
     train_rows = sum(split[row["song_id"]] == "train" for row in rows)
     assert finetune(["--catalog", str(tmp_path / "cat"), "--base", str(tiny_model_dir), "--out", str(tmp_path / "run"),
-                     "--epochs", "1", "--batch-size", "16", "--skip-eval", "--visitor-queries", str(queries)]) == 0
+                     "--epochs", "1", "--batch-size", "16", "--skip-eval", "--visitor-queries", str(queries),
+                     "--visitor-song-lines", "0"]) == 0
     summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
     assert summary["train_rows"]["visitors"] == train_rows
     assert summary["visitor_queries"]["kept"] == train_rows
@@ -180,3 +182,26 @@ def test_checkpoints_are_selected_on_annotations_and_dev_visitor_queries_togethe
     scores = evaluator(SentenceTransformer(str(tiny_model_dir), device="cpu"))
     assert scores["sequential_score"] == pytest.approx((scores["dev_cosine_ndcg@10"]
                                                         + scores["dev_visitors_cosine_ndcg@10"]) / 2)
+
+
+def test_song_level_positives_are_other_long_lines_of_the_same_song():
+    from training.visitor_queries import with_song_lines
+
+    songs = pd.DataFrame({"song_id": ["a", "b"], "title": ["A", "B"], "artist": ["x", "y"], "valence": [0.1, 0.9]})
+    texts = {"a": ["the long road home tonight", "oh yeah", "we drove until the morning came", "lights along the shore",
+                   "every mile a memory of you"],
+             "b": ["a different song entirely here"]}
+    lines = pd.DataFrame([{"line_id": i, "song_id": song, "position": p, "text": text}
+                          for i, (song, p, text) in enumerate((song, p, text) for song, rows in texts.items()
+                                                              for p, text in enumerate(rows))])
+    catalog = Catalog(songs, lines, pd.DataFrame(columns=["pair_id", "song_id", "line_ids", "fragment", "annotation"]))
+    pairs = pd.DataFrame({"song_id": ["a", "b"], "query": ["night drive", "something else"],
+                          "line": ["the long road home tonight", "a different song entirely here"]})
+    extended = with_song_lines(pairs, catalog, per_query=2, seed=1)
+    added = extended.iloc[len(pairs):]
+    assert len(added) == 2 and set(added["song_id"]) == {"a"} and set(added["query"]) == {"night drive"}
+    assert set(added["line"]) <= {"we drove until the morning came", "lights along the shore",
+                                  "every mile a memory of you"}
+    assert extended.equals(with_song_lines(pairs, catalog, per_query=2, seed=1))
+    assert len(with_song_lines(pairs, catalog, per_query=9, seed=1)) == len(pairs) + 3
+    assert with_song_lines(pairs, catalog, per_query=0, seed=1).equals(pairs)

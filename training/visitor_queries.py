@@ -109,6 +109,26 @@ def visitor_pairs(path: str | Path, catalog: Catalog, song_split: dict[str, str]
     return pd.DataFrame(records, columns=["song_id", "query", "line"]), report
 
 
+def with_song_lines(pairs: pd.DataFrame, catalog: Catalog, *, per_query: int, seed: int,
+                    min_words: int = 4) -> pd.DataFrame:
+    """Add up to ``per_query`` other lines of the query's song (song-level positives) to each query's chosen ones.
+
+    A visitor query describes the whole song; pulling more of its lines toward the query is what the line-summing
+    seed rule and the song-level rankings read. Short filler lines ("oh yeah") are never added.
+    """
+    if per_query <= 0 or pairs.empty:
+        return pairs
+    rng = random.Random(seed)
+    song_lines = catalog.lines.groupby("song_id")["text"].apply(lambda texts: list(dict.fromkeys(texts))).to_dict()
+    extra = []
+    for (song_id, query), chosen in pairs.groupby(["song_id", "query"], sort=True)["line"]:
+        candidates = [text for text in song_lines[song_id]
+                      if text not in set(chosen) and len(words(text)) >= min_words]
+        extra += [{"song_id": song_id, "query": query, "line": line}
+                  for line in rng.sample(candidates, min(per_query, len(candidates)))]
+    return pd.concat([pairs, pd.DataFrame(extra, columns=pairs.columns)], ignore_index=True)
+
+
 def training_frame(pairs: pd.DataFrame, *, seed: int) -> pd.DataFrame:
     """``anchor``/``positive`` rows for MultipleNegativesRankingLoss, shuffled.
 
