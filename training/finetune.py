@@ -30,7 +30,7 @@ from training.evaluate import DEFAULT_VISITOR_EVAL, evaluate, load_visitor_queri
 from training.judging import UnjudgedPairsError
 from training.pairs import DEFAULT_SEED, split_pairs, write_splits
 from training.report import push_decision, write_model_card
-from training.visitor_queries import DEFAULT_VISITOR_QUERIES, visitor_pairs
+from training.visitor_queries import DEFAULT_VISITOR_QUERIES, visitor_pairs, with_song_lines
 from training.visitor_queries import training_frame as visitor_training_frame
 
 logger = logging.getLogger(__name__)
@@ -226,6 +226,7 @@ def train(args: argparse.Namespace) -> Path:
     visitor_report = None
     if args.visitor_queries:
         visitors, visitor_report = visitor_pairs(args.visitor_queries, catalog, song_split)
+        visitors = with_song_lines(visitors, catalog, per_query=args.visitor_song_lines, seed=args.seed)
         logger.info("visitor-style queries: %s", visitor_report)
         if not visitors.empty:
             datasets["visitors"] = Dataset.from_pandas(visitor_training_frame(visitors, seed=args.seed),
@@ -366,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--catalog", required=True, help="ingested catalog directory (with pairs)")
     parser.add_argument("--base", default=SETTINGS.baseline_model, help="base model: configured name, Hub id, dir")
     parser.add_argument("--out", required=True, help="output directory (model/, checkpoints/, splits.json)")
-    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=3e-5)
     parser.add_argument("--loss", choices=("mnrl", "symmetric"), default="mnrl",
@@ -380,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
                         default=str(DEFAULT_VISITOR_QUERIES) if DEFAULT_VISITOR_QUERIES.is_file() else None,
                         help="visitor-style training queries of train-split songs (default: "
                              "training/data/visitor_queries.jsonl when it exists)")
+    parser.add_argument("--visitor-song-lines", type=int, default=2, metavar="N",
+                        help="also pair each visitor query with N other lines of its song (song-level positives)")
     parser.add_argument("--no-visitor-queries", dest="visitor_queries", action="store_const", const=None,
                         help="train on annotations only")
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
