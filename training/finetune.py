@@ -213,8 +213,10 @@ def train(args: argparse.Namespace) -> Path:
         model.max_seq_length = args.max_seq_length
     except AttributeError:  # e.g. StaticEmbedding models have no sequence length
         logger.info("%s has no max_seq_length to set", args.base)
-    frame = build_training_frame(splits["train"], catalog, hard_negatives=args.hard_negatives, seed=args.seed,
-                                 short_views=args.short_views)
+    # Each repeat draws other same-song negatives, so a second pass over the annotations is not a plain copy.
+    frame = pd.concat([build_training_frame(splits["train"], catalog, hard_negatives=args.hard_negatives,
+                                            seed=args.seed + repeat, short_views=args.short_views)
+                       for repeat in range(args.annotation_repeats)], ignore_index=True)
     if args.loss == "symmetric":
         loss = MultipleNegativesSymmetricRankingLoss(model)
     elif args.batch_size >= CACHED_LOSS_FROM_BATCH:
@@ -381,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
                         default=str(DEFAULT_VISITOR_QUERIES) if DEFAULT_VISITOR_QUERIES.is_file() else None,
                         help="visitor-style training queries of train-split songs (default: "
                              "training/data/visitor_queries.jsonl when it exists)")
+    parser.add_argument("--annotation-repeats", type=int, default=1, metavar="N",
+                        help="pass over the annotation pairs N times per epoch (each with fresh hard negatives)")
     parser.add_argument("--visitor-song-lines", type=int, default=2, metavar="N",
                         help="also pair each visitor query with N other lines of its song (song-level positives)")
     parser.add_argument("--no-visitor-queries", dest="visitor_queries", action="store_const", const=None,
