@@ -32,7 +32,7 @@ import pytest
 from recommender import embeddings as embeddings_module
 from recommender.embeddings import MANIFEST_FILE, VECTORS_FILE, VERSES_FILE, build_embeddings, load_embeddings
 from tests.conftest import REPO_ROOT, make_catalog
-from tests.test_training import synthetic_catalog, tiny_model_dir  # noqa: F401 (tiny_model_dir is a fixture)
+from tests.test_training import synthetic_catalog
 
 HUB_START_BOUND_S = 60
 
@@ -153,7 +153,7 @@ def complete_checkpoints(out: Path) -> dict[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def killed_run(tmp_path_factory, tiny_model_dir):  # noqa: F811 (the fixture imported above)
+def killed_run(tmp_path_factory, tiny_model_dir):
     """A training run SIGKILLed right after its first complete checkpoint; returns (catalog, model, out, step)."""
     root = tmp_path_factory.mktemp("killed-run")
     synthetic_catalog(n_artists=40).save(root / "catalog")
