@@ -72,6 +72,11 @@ BOOTSTRAP_SAMPLES = 2000
 _TOKEN = re.compile(r"[\w']+")
 
 
+def default_visitor_eval() -> Path | None:
+    """The held-out visitor queries evaluated by default, when the repository has them."""
+    return DEFAULT_VISITOR_EVAL if DEFAULT_VISITOR_EVAL.is_file() else None
+
+
 @dataclass
 class Queries:
     """Held-out annotation queries and what is relevant to each (as index rows and as a song position)."""
@@ -474,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "model with the first ranking is the reference (default: seed)")
     parser.add_argument("--user-catalog", help="catalog searched by --queries (default: --catalog)")
     parser.add_argument("--visitor-queries", metavar="JSONL",
-                        default=str(DEFAULT_VISITOR_EVAL) if DEFAULT_VISITOR_EVAL.is_file() else None,
+                        default=default_visitor_eval(),
                         help="visitor-style queries of held-out songs (default: "
                              "training/eval/visitor_queries_heldout.jsonl when it exists)")
     parser.add_argument("--no-visitor-queries", dest="visitor_queries", action="store_const", const=None)

@@ -26,9 +26,9 @@ from recommender.catalog import Catalog
 from recommender.encoders import load_encoder
 from recommender.errors import RecommenderError
 from space_config import SETTINGS
-from training.evaluate import DEFAULT_VISITOR_EVAL, evaluate, load_visitor_queries, write_report
+from training.evaluate import default_visitor_eval, evaluate, load_visitor_queries, write_report
 from training.judging import UnjudgedPairsError
-from training.pairs import DEFAULT_SEED, split_pairs, write_splits
+from training.pairs import DEFAULT_SEED, song_line_texts, split_pairs, write_splits
 from training.report import push_decision, write_model_card
 from training.visitor_queries import DEFAULT_VISITOR_QUERIES, visitor_pairs, with_song_lines
 from training.visitor_queries import training_frame as visitor_training_frame
@@ -47,7 +47,7 @@ def same_song_negatives(pairs: pd.DataFrame, catalog: Catalog, *, seed: int = DE
     for "which line does this annotation explain".
     """
     rng = random.Random(seed)
-    song_lines = catalog.lines.groupby("song_id")["text"].apply(lambda texts: list(dict.fromkeys(texts))).to_dict()
+    song_lines = song_line_texts(catalog)
     negatives = []
     for song_id, line, fragment_text in zip(pairs["song_id"], pairs["line"], pairs["fragment_text"], strict=True):
         candidates = [text for text in song_lines[song_id] if text != line and text not in fragment_text]
@@ -164,11 +164,6 @@ def distillation_texts(train: pd.DataFrame, catalog: Catalog, *, count: int, see
     return (distinct[: max(count - len(views), 0)] + views)[:count]
 
 
-def visitor_eval_file() -> Path | None:
-    """The held-out visitor queries the test evaluation reports on, when the repository has them."""
-    return DEFAULT_VISITOR_EVAL if DEFAULT_VISITOR_EVAL.is_file() else None
-
-
 def last_complete_checkpoint(directory: Path) -> str | None:
     """The checkpoint with the highest step whose trainer state was fully written (a kill mid-save leaves a
     folder without a readable ``trainer_state.json``; resuming from it would crash)."""
@@ -240,7 +235,7 @@ def train(args: argparse.Namespace) -> Path:
         datasets["distill"] = Dataset.from_pandas(distillation_frame(texts, model), preserve_index=False)
         losses["distill"] = EmbedDistillLoss(model, distance_metric="cosine")
     train_dataset, loss = (datasets["pairs"], loss) if len(datasets) == 1 else (DatasetDict(datasets), losses)
-    evaluator, best_metric = selection_evaluator(splits["dev"], catalog, song_split, visitor_eval_file())
+    evaluator, best_metric = selection_evaluator(splits["dev"], catalog, song_split, default_visitor_eval())
     cuda = torch.cuda.is_available()
     training_args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"),
@@ -290,7 +285,7 @@ def train(args: argparse.Namespace) -> Path:
     result = None
     if not args.skip_eval:
         result = evaluate(args.catalog, [args.base, str(model_dir)], split="test", splits_file=str(out / "splits.json"),
-                          mood_queries=args.mood_queries, bm25=False, visitor_queries=visitor_eval_file())
+                          mood_queries=args.mood_queries, bm25=False, visitor_queries=default_visitor_eval())
         write_report(result, out / "eval")
     write_model_card(model_dir, summary, result)
     if args.push_to_hub:
@@ -317,7 +312,7 @@ def push(model_dir: Path, args: argparse.Namespace) -> bool:
         result = evaluate(args.catalog, [incumbent, str(model_dir)], split="test",
                           splits_file=str(Path(args.out) / "splits.json"), bm25=False,
                           user_queries=args.queries, judgments=args.judgments, user_catalog_dir=args.user_catalog,
-                          visitor_queries=visitor_eval_file())
+                          visitor_queries=default_visitor_eval())
     except UnjudgedPairsError as error:
         # The candidate surfaced songs nobody has judged: it cannot be compared yet, and --force does not guess.
         logger.error("refusing to push %s: %d pooled pairs of the user-style queries are unjudged; list them with "

@@ -41,6 +41,12 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def song_line_texts(catalog: Catalog) -> dict[str, list[str]]:
+    """song_id → its distinct line texts in catalog order (a repeated chorus once): where other lines of a song are
+    drawn from, as hard negatives for annotations or as extra positives for visitor queries."""
+    return catalog.lines.groupby("song_id")["text"].apply(lambda texts: list(dict.fromkeys(texts))).to_dict()
+
+
 def restates_line(annotation: str, line_text: str) -> bool:
     """True when the annotation is mostly the lyric itself (quoting the line adds nothing to learn)."""
     annotation_words, line_words = set(words(annotation)), set(words(line_text))

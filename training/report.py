@@ -73,7 +73,8 @@ def model_card_section(summary: dict, result: dict | None) -> str:
            f"each paired with the lines that carry it ({summary['visitor_queries']})."]
           if summary.get("visitor_queries") else []),
         "- **Loss:** MultipleNegativesRankingLoss (annotation batches with a same-song hard negative; visitor-query "
-        "batches with in-batch negatives) and the NO_DUPLICATES batch sampler; best checkpoint by dev MRR@10.",
+        "batches with in-batch negatives) and the NO_DUPLICATES batch sampler; best checkpoint by dev annotation "
+        "MRR@10, or by the mean dev nDCG@10 of annotations and dev-song visitor queries when there are some.",
         "",
     ]
     if result:

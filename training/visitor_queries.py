@@ -34,7 +34,7 @@ import pandas as pd
 from recommender.catalog import Catalog
 from recommender.errors import RecommenderError
 from training.judging import write_text_atomically
-from training.pairs import DEFAULT_SEED, SPLITS, assign_splits, words
+from training.pairs import DEFAULT_SEED, SPLITS, assign_splits, song_line_texts, words
 
 DEFAULT_VISITOR_QUERIES = Path(__file__).resolve().parent / "data" / "visitor_queries.jsonl"
 MAX_LINES_SHOWN = 80
@@ -119,7 +119,7 @@ def with_song_lines(pairs: pd.DataFrame, catalog: Catalog, *, per_query: int, se
     if per_query <= 0 or pairs.empty:
         return pairs
     rng = random.Random(seed)
-    song_lines = catalog.lines.groupby("song_id")["text"].apply(lambda texts: list(dict.fromkeys(texts))).to_dict()
+    song_lines = song_line_texts(catalog)
     extra = []
     for (song_id, query), chosen in pairs.groupby(["song_id", "query"], sort=True)["line"]:
         candidates = [text for text in song_lines[song_id]
