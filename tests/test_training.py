@@ -267,3 +267,29 @@ def test_publish_embeddings_rebuilds_the_catalog_with_the_pushed_model(tmp_path,
     pushed = load_encoder(str(model_dir))
     embeddings = load_embeddings(finetuned_set, catalog=Catalog.load(default_catalog_dir()), encoder=pushed)
     assert len(embeddings.texts) > 1000
+
+
+def test_mined_negatives_are_the_closest_other_lines_never_a_positive(packaged_encoder):
+    """With one candidate allowed, the mined negative is exactly the corpus line the model ranks first among those
+    that are not a positive of the anchor (brute-force reference); every pair keeps its same-song negative."""
+    from training.finetune import add_mined_negatives
+
+    frame = pd.DataFrame({
+        "anchor": ["the singer misses the sea and the boats of his childhood town",
+                   "the singer misses the sea and the boats of his childhood town",
+                   "a warning about drinking too much before driving home"],
+        "positive": ["harbour lights and fishing boats", "salt wind on the quay", "one more round then the wheel"],
+        "negative": ["I wore a yellow dress", "the clock on the wall", "my mother sang to me"]})
+    corpus = ["harbour lights and fishing boats", "salt wind on the quay", "one more round then the wheel",
+              "sailing ships at the old port", "whiskey bottles on the dashboard", "a garden full of roses",
+              "the train leaves at noon"]
+    mined = add_mined_negatives(frame, packaged_encoder.model, corpus, seed=1, range_max=1)
+    assert len(mined) == len(frame)
+    columns = ["anchor", "positive", "negative"]
+    assert set(mined[columns].itertuples(index=False)) == set(frame[columns].itertuples(index=False))
+    vectors = packaged_encoder.model.encode(corpus, normalize_embeddings=True)
+    for anchor, group in frame.groupby("anchor"):
+        query = packaged_encoder.model.encode([anchor], normalize_embeddings=True)[0]
+        ranked = [corpus[i] for i in np.argsort(-(vectors @ query))]
+        expected = next(text for text in ranked if text not in set(group["positive"]))
+        assert set(mined.loc[mined["anchor"] == anchor, "mined_negative"]) == {expected}

@@ -205,3 +205,28 @@ def test_song_level_positives_are_other_long_lines_of_the_same_song():
     assert extended.equals(with_song_lines(pairs, catalog, per_query=2, seed=1))
     assert len(with_song_lines(pairs, catalog, per_query=9, seed=1)) == len(pairs) + 3
     assert with_song_lines(pairs, catalog, per_query=0, seed=1).equals(pairs)
+
+
+def test_verse_positives_are_the_served_verse_of_the_first_chosen_line():
+    """The added positive is byte-for-byte the verse text the embedding set encodes for the blend ranking."""
+    from recommender.embeddings import verse_texts
+    from training.visitor_queries import with_verses
+
+    songs = pd.DataFrame({"song_id": ["a", "b"], "title": ["A", "B"], "artist": ["x", "y"], "valence": [0.1, 0.9]})
+    texts = {"a": ["one line here", "two lines here", "three lines", "one line here", "four and more", "five"],
+             "b": ["a single verse song"]}
+    lines = pd.DataFrame([{"line_id": i, "song_id": song, "position": p, "text": text}
+                          for i, (song, p, text) in enumerate((song, p, text) for song, rows in texts.items()
+                                                              for p, text in enumerate(rows))])
+    catalog = Catalog(songs, lines, pd.DataFrame(columns=["pair_id", "song_id", "line_ids", "fragment", "annotation"]))
+    pairs = pd.DataFrame({"song_id": ["a", "a", "a", "b"], "query": ["late night", "late night", "morning", "alone"],
+                          "line": ["five", "three lines", "two lines here", "a single verse song"]})
+    extended = with_verses(pairs, catalog, lines=2)
+    verses = dict(((song, query), line) for song, query, line in
+                  extended.iloc[len(pairs):][["song_id", "query", "line"]].itertuples(index=False))
+    served = [text for _, text in verse_texts(catalog, 2)]
+    # Distinct lines of "a": one, two, three, four, five → verses [one, two], [three, four], [five].
+    assert verses == {("a", "late night"): "five", ("a", "morning"): "one line here\ntwo lines here",
+                      ("b", "alone"): "a single verse song"}
+    assert set(verses.values()) <= set(served)
+    assert with_verses(pairs, catalog, lines=0).equals(pairs)

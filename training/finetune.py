@@ -30,7 +30,7 @@ from training.evaluate import default_visitor_eval, evaluate, load_visitor_queri
 from training.judging import UnjudgedPairsError
 from training.pairs import DEFAULT_SEED, song_line_texts, split_pairs, write_splits
 from training.report import push_decision, write_model_card
-from training.visitor_queries import DEFAULT_VISITOR_QUERIES, visitor_pairs, with_song_lines
+from training.visitor_queries import DEFAULT_VISITOR_QUERIES, visitor_pairs, with_song_lines, with_verses
 from training.visitor_queries import training_frame as visitor_training_frame
 
 logger = logging.getLogger(__name__)
@@ -146,6 +146,28 @@ def build_training_frame(train: pd.DataFrame, catalog: Catalog, *, hard_negative
     return result.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
+def add_mined_negatives(frame: pd.DataFrame, model, corpus: list[str], *, seed: int,
+                        range_max: int = 30) -> pd.DataFrame:
+    """Add a ``mined_negative`` column: a line of another training song that the model ranks close to the anchor.
+
+    Most wrong answers on held-out annotations are lines of *other* songs (the right song's other lines are a small
+    share), so the negatives that teach most are those lines. No score margin: the base model often ranks the right
+    line below dozens of others (that is what training fixes), and a margin would drop exactly those pairs; a line
+    of another song is rarely the one an annotation explains (the same text is never a negative).
+    """
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    pairs = frame[["anchor", "positive"]].drop_duplicates()
+    mined = mine_hard_negatives(Dataset.from_pandas(pairs, preserve_index=False), model, corpus=corpus,
+                                range_max=range_max, num_negatives=1,
+                                sampling_strategy="random", output_format="triplet", batch_size=64, verbose=False)
+    negatives = mined.to_pandas().rename(columns={"negative": "mined_negative"}).drop_duplicates(["anchor", "positive"])
+    logger.info("mined a negative for %d of %d (annotation, line) pairs", len(negatives), len(pairs))
+    merged = frame.merge(negatives, on=["anchor", "positive"], how="inner")
+    return merged.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
 def distillation_frame(texts: list[str], teacher, *, batch_size: int = 64) -> pd.DataFrame:
     """``text``/``label`` rows: texts with the base model's embeddings as targets (MSELoss keeps them close).
 
@@ -212,6 +234,11 @@ def train(args: argparse.Namespace) -> Path:
     frame = pd.concat([build_training_frame(splits["train"], catalog, hard_negatives=args.hard_negatives,
                                             seed=args.seed + repeat, short_views=args.short_views)
                        for repeat in range(args.annotation_repeats)], ignore_index=True)
+    if args.mined_negatives:
+        train_songs = set(splits["train"]["song_id"])
+        corpus = [text for text in dict.fromkeys(catalog.lines.loc[catalog.lines["song_id"].isin(train_songs), "text"])
+                  if text.strip()]
+        frame = add_mined_negatives(frame, model, corpus, seed=args.seed)
     if args.loss == "symmetric":
         loss = MultipleNegativesSymmetricRankingLoss(model)
     elif args.batch_size >= CACHED_LOSS_FROM_BATCH:
@@ -223,6 +250,8 @@ def train(args: argparse.Namespace) -> Path:
     visitor_report = None
     if args.visitor_queries:
         visitors, visitor_report = visitor_pairs(args.visitor_queries, catalog, song_split)
+        if args.visitor_verses:  # before the song lines: a query's verse is the one of its own chosen line
+            visitors = with_verses(visitors, catalog)
         visitors = with_song_lines(visitors, catalog, per_query=args.visitor_song_lines, seed=args.seed)
         logger.info("visitor-style queries: %s", visitor_report)
         if not visitors.empty:
@@ -382,8 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pass over the annotation pairs N times per epoch (each with fresh hard negatives)")
     parser.add_argument("--visitor-song-lines", type=int, default=2, metavar="N",
                         help="also pair each visitor query with N other lines of its song (song-level positives)")
+    parser.add_argument("--visitor-verses", action=argparse.BooleanOptionalAction, default=False,
+                        help="also pair each visitor query with the verse (verse_lines lines, one text) of its line")
     parser.add_argument("--no-visitor-queries", dest="visitor_queries", action="store_const", const=None,
                         help="train on annotations only")
+    parser.add_argument("--mined-negatives", action=argparse.BooleanOptionalAction, default=False,
+                        help="also give each annotation pair a line of another training song mined with the base model")
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
                         help="train on (annotation, line) pairs only, without same-song negatives")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)

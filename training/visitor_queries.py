@@ -32,7 +32,9 @@ from pathlib import Path
 import pandas as pd
 
 from recommender.catalog import Catalog
+from recommender.embeddings import verse_texts
 from recommender.errors import RecommenderError
+from space_config import SETTINGS
 from training.judging import write_text_atomically
 from training.pairs import DEFAULT_SEED, SPLITS, assign_splits, song_line_texts, words
 
@@ -126,6 +128,26 @@ def with_song_lines(pairs: pd.DataFrame, catalog: Catalog, *, per_query: int, se
                       if text not in set(chosen) and len(words(text)) >= min_words]
         extra += [{"song_id": song_id, "query": query, "line": line}
                   for line in rng.sample(candidates, min(per_query, len(candidates)))]
+    return pd.concat([pairs, pd.DataFrame(extra, columns=pairs.columns)], ignore_index=True)
+
+
+def with_verses(pairs: pd.DataFrame, catalog: Catalog, *, lines: int = SETTINGS.verse_lines) -> pd.DataFrame:
+    """Add, per query, the verse holding its first chosen line as one more positive (the verse's text, exactly as
+    ``recommender.embeddings.verse_texts`` cuts and encodes it for the ``blend`` ranking's verse term).
+
+    Lines alone teach a query to find lines; the song-level rankings also read ``lines``-line verses encoded as one
+    text, so the query learns to find those too.
+    """
+    if pairs.empty or lines <= 0:
+        return pairs
+    verse_of = {}
+    for song_id, verse in verse_texts(catalog, lines):
+        for line in verse.split("\n"):
+            verse_of.setdefault((song_id, line), verse)
+    firsts = pairs.drop_duplicates(["song_id", "query"])
+    extra = [{"song_id": song_id, "query": query, "line": verse_of[(song_id, line)]}
+             for song_id, query, line in zip(firsts["song_id"], firsts["query"], firsts["line"], strict=True)
+             if (song_id, line) in verse_of]
     return pd.concat([pairs, pd.DataFrame(extra, columns=pairs.columns)], ignore_index=True)
 
 
