@@ -230,3 +230,16 @@ def test_verse_positives_are_the_served_verse_of_the_first_chosen_line():
                       ("b", "alone"): "a single verse song"}
     assert set(verses.values()) <= set(served)
     assert with_verses(pairs, catalog, lines=0).equals(pairs)
+
+
+def test_lines_per_query_are_capped_by_a_seeded_sample_of_each_querys_own_lines():
+    from training.visitor_queries import at_most_lines_per_query
+
+    pairs = pd.DataFrame({"song_id": ["a"] * 4 + ["b"], "query": ["night"] * 3 + ["rain", "night"],
+                          "line": ["l1", "l2", "l3", "l4", "m1"]})
+    capped = at_most_lines_per_query(pairs, 2, seed=3)
+    assert capped.groupby(["song_id", "query"]).size().to_dict() == {("a", "night"): 2, ("a", "rain"): 1,
+                                                                    ("b", "night"): 1}
+    assert set(capped.loc[capped["query"] == "night", "line"]) - {"m1"} <= {"l1", "l2", "l3"}
+    assert capped.equals(at_most_lines_per_query(pairs, 2, seed=3))
+    assert at_most_lines_per_query(pairs, 0, seed=3).equals(pairs)

@@ -30,7 +30,13 @@ from training.evaluate import default_visitor_eval, evaluate, load_visitor_queri
 from training.judging import UnjudgedPairsError
 from training.pairs import DEFAULT_SEED, song_line_texts, split_pairs, write_splits
 from training.report import push_decision, write_model_card
-from training.visitor_queries import DEFAULT_VISITOR_QUERIES, visitor_pairs, with_song_lines, with_verses
+from training.visitor_queries import (
+    DEFAULT_VISITOR_QUERIES,
+    at_most_lines_per_query,
+    visitor_pairs,
+    with_song_lines,
+    with_verses,
+)
 from training.visitor_queries import training_frame as visitor_training_frame
 
 logger = logging.getLogger(__name__)
@@ -250,6 +256,7 @@ def train(args: argparse.Namespace) -> Path:
     visitor_report = None
     if args.visitor_queries:
         visitors, visitor_report = visitor_pairs(args.visitor_queries, catalog, song_split)
+        visitors = at_most_lines_per_query(visitors, args.visitor_lines_per_query, seed=args.seed)
         if args.visitor_verses:  # before the song lines: a query's verse is the one of its own chosen line
             visitors = with_verses(visitors, catalog)
         visitors = with_song_lines(visitors, catalog, per_query=args.visitor_song_lines, seed=args.seed)
@@ -413,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also pair each visitor query with N other lines of its song (song-level positives)")
     parser.add_argument("--visitor-verses", action=argparse.BooleanOptionalAction, default=False,
                         help="also pair each visitor query with the verse (verse_lines lines, one text) of its line")
+    parser.add_argument("--visitor-lines-per-query", type=int, default=0, metavar="N",
+                        help="train on at most N of the lines a writer chose for each visitor query (0 = all)")
     parser.add_argument("--no-visitor-queries", dest="visitor_queries", action="store_const", const=None,
                         help="train on annotations only")
     parser.add_argument("--mined-negatives", action=argparse.BooleanOptionalAction, default=False,

@@ -131,6 +131,18 @@ def with_song_lines(pairs: pd.DataFrame, catalog: Catalog, *, per_query: int, se
     return pd.concat([pairs, pd.DataFrame(extra, columns=pairs.columns)], ignore_index=True)
 
 
+def at_most_lines_per_query(pairs: pd.DataFrame, count: int, *, seed: int) -> pd.DataFrame:
+    """Keep at most ``count`` of each query's chosen lines (a seeded sample; 0 = keep all).
+
+    Writers cite up to four lines per query and each becomes a training row: capping them frees training time
+    for other positives of the song (its verse, more of its lines) within the same CPU budget.
+    """
+    if count <= 0 or pairs.empty:
+        return pairs
+    return (pairs.sample(frac=1.0, random_state=seed).groupby(["song_id", "query"], sort=False).head(count)
+            .sort_index())
+
+
 def with_verses(pairs: pd.DataFrame, catalog: Catalog, *, lines: int = SETTINGS.verse_lines) -> pd.DataFrame:
     """Add, per query, the verse holding its first chosen line as one more positive (the verse's text, exactly as
     ``recommender.embeddings.verse_texts`` cuts and encodes it for the ``blend`` ranking's verse term).
