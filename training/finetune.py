@@ -3,10 +3,10 @@
     python -m training.finetune --catalog DIR --base MODEL --out DIR [--epochs N] [--batch-size B] [--resume]
                                 [--push-to-hub REPO [--force]]
 
-The defaults are the CPU recipe (packaged MiniLM, a few epochs, same-song hard negatives); the GPU recipe for
-all-distilroberta-v1 is documented in the README. Training uses SentenceTransformerTrainer with
-MultipleNegativesRankingLoss (the cached variant for large batches) and the NO_DUPLICATES batch sampler, keeps the
-best checkpoint by dev MRR@10 from an InformationRetrievalEvaluator on held-out songs, and can resume.
+The defaults are the CPU recipe (packaged MiniLM, one epoch, same-song and mined hard negatives, visitor-style
+queries beside the annotations); the GPU recipe for all-distilroberta-v1 is documented in the README. Training uses
+SentenceTransformerTrainer with MultipleNegativesRankingLoss (the cached variant for large batches) and the
+NO_DUPLICATES batch sampler, keeps the best checkpoint by dev annotation + dev visitor-query retrieval, and can resume.
 """
 
 from __future__ import annotations
@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output directory (model/, checkpoints/, splits.json)")
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=3e-5)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--loss", choices=("mnrl", "symmetric"), default="mnrl",
                         help="MultipleNegativesRankingLoss, or its symmetric variant (also line → annotation)")
     parser.add_argument("--max-seq-length", type=int, default=128)
@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "training/data/visitor_queries.jsonl when it exists)")
     parser.add_argument("--annotation-repeats", type=int, default=1, metavar="N",
                         help="pass over the annotation pairs N times per epoch (each with fresh hard negatives)")
-    parser.add_argument("--visitor-song-lines", type=int, default=2, metavar="N",
+    parser.add_argument("--visitor-song-lines", type=int, default=0, metavar="N",
                         help="also pair each visitor query with N other lines of its song (song-level positives)")
     parser.add_argument("--visitor-verses", action=argparse.BooleanOptionalAction, default=False,
                         help="also pair each visitor query with the verse (verse_lines lines, one text) of its line")
@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train on at most N of the lines a writer chose for each visitor query (0 = all)")
     parser.add_argument("--no-visitor-queries", dest="visitor_queries", action="store_const", const=None,
                         help="train on annotations only")
-    parser.add_argument("--mined-negatives", action=argparse.BooleanOptionalAction, default=False,
+    parser.add_argument("--mined-negatives", action=argparse.BooleanOptionalAction, default=True,
                         help="also give each annotation pair a line of another training song mined with the base model")
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
                         help="train on (annotation, line) pairs only, without same-song negatives")
