@@ -646,11 +646,36 @@ def expand_sources(sources: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def _first_non_utf8_line(path: Path) -> int | None:
+    """1-based number of the first physical line that is not valid UTF-8 (the decoder only knows a buffer offset).
+
+    A UTF-8 sequence never spans a newline byte, so decoding line by line finds the same first error.
+    """
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+def _not_utf8_error(path: Path, what: str, error: UnicodeDecodeError) -> IngestError:
+    """The message names the line to fix, then the decoder's own words."""
+    line = _first_non_utf8_line(path)
+    where = f"{path}, line {line}" if line is not None else str(path)
+    byte = error.object[error.start]
+    return IngestError(f"{where}: cannot be read as UTF-8 {what} ({error.reason}, byte 0x{byte:02x}); "
+                       "save the file as UTF-8 and ingest it again")
+
+
 def _read_csv_header(path: Path) -> list[str]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             return next(csv.reader(handle), [])
-    except (UnicodeDecodeError, csv.Error) as error:
+    except UnicodeDecodeError as error:
+        raise _not_utf8_error(path, "CSV", error) from error
+    except csv.Error as error:
         raise IngestError(f"{path}: cannot be read as UTF-8 CSV ({error})") from error
 
 
@@ -920,8 +945,10 @@ def ingest_sources(sources: Sequence[str | os.PathLike], *, drop_wrong_pages: bo
                 row = _read_record(record, fmt, counts, drop_wrong_pages)
                 if row is not None:
                     rows.append(row)
-        except (UnicodeDecodeError, OSError) as error:
-            raise IngestError(f"{path}: cannot be read as UTF-8 text ({error})") from error
+        except UnicodeDecodeError as error:
+            raise _not_utf8_error(path, "text", error) from error
+        except OSError as error:
+            raise IngestError(f"{path}: cannot be read ({error})") from error
         counts["records_unparseable"] += file_counts["records_unparseable"]
         counts["rows_read"] += read
         rows_per_file[str(path)] = {"format": fmt, "rows_read": read,

@@ -586,8 +586,6 @@ def test_non_utf8_csv_is_refused_with_a_clear_message(tmp_path, where):
     assert_clear(message)
 
 
-@pytest.mark.xfail(strict=False, reason="DEFECT (minor): the message gives the decoder's byte offset inside its "
-                                        "read buffer (e.g. 'position 7931' for a byte ~100 KB in), not the line")
 @pytest.mark.parametrize("where", ["row 3", "deep"])
 def test_non_utf8_csv_message_names_the_line(tmp_path, where):
     from recommender.ingest import IngestError, ingest_sources
