@@ -60,6 +60,8 @@ def push_decision(result: dict, *, candidate: str, incumbent: str) -> tuple[bool
 
 def model_card_section(summary: dict, result: dict | None) -> str:
     """Markdown: base model, data, split sizes, metrics vs base with CIs, intended use, limitations."""
+    mined = (" and a line of another training song mined with the base model"
+             if summary.get("args", {}).get("mined_negatives") else "")
     lines = [
         "## Lyrics meaning search: fine-tuning and evaluation",
         "",
@@ -72,12 +74,10 @@ def model_card_section(summary: dict, result: dict | None) -> str:
         *([f"- **Visitor-style queries:** short mood/scene queries written for train-split songs from their lyrics, "
            f"each paired with the lines that carry it ({summary['visitor_queries']})."]
           if summary.get("visitor_queries") else []),
-        "- **Loss:** MultipleNegativesRankingLoss (annotation batches with a same-song hard negative"
-        + (" and a line of another training song mined with the base model" if summary.get("args", {}).get(
-            "mined_negatives") else "")
-        + "; visitor-query batches with in-batch negatives) and the NO_DUPLICATES batch sampler; best checkpoint by "
-        "dev annotation "
-        "MRR@10, or by the mean dev nDCG@10 of annotations and dev-song visitor queries when there are some.",
+        f"- **Loss:** MultipleNegativesRankingLoss (annotation batches with a same-song hard negative{mined}; "
+        "visitor-query batches with in-batch negatives) and the NO_DUPLICATES batch sampler; best checkpoint by "
+        "dev annotation MRR@10, or by the mean dev nDCG@10 of annotations and dev-song visitor queries when there "
+        "are some.",
         "",
     ]
     if result:
