@@ -293,3 +293,72 @@ def test_mined_negatives_are_the_closest_other_lines_never_a_positive(packaged_e
         ranked = [corpus[i] for i in np.argsort(-(vectors @ query))]
         expected = next(text for text in ranked if text not in set(group["positive"]))
         assert set(mined.loc[mined["anchor"] == anchor, "mined_negative"]) == {expected}
+
+
+def test_average_weights_is_the_elementwise_mean_of_the_experts(tiny_model_dir):
+    import copy
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    from recommender.errors import RecommenderError
+    from training.finetune import average_weights
+
+    first = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    second = copy.deepcopy(first)
+    with torch.no_grad():
+        for parameter in second.parameters():
+            parameter.copy_(torch.randn_like(parameter))
+    merged = average_weights([first, second])
+    for (name, mean), one, two in zip(merged.named_parameters(), first.parameters(), second.parameters(),
+                                      strict=True):
+        assert torch.allclose(mean, (one + two) / 2), name
+    assert not torch.allclose(next(merged.parameters()), next(first.parameters()))
+    other = SentenceTransformer(modules=[copy.deepcopy(first[0]), Dense(32, 8)], device="cpu")
+    with pytest.raises(RecommenderError, match="different architectures"):
+        average_weights([first, other])
+
+
+@pytest.mark.slow
+def test_annotation_expert_soup_saves_the_mean_of_both_members(tmp_path, tiny_model_dir, caplog):
+    """The multi-task model and an annotation-only expert are saved; the model is their weight mean; a resume
+    reuses both instead of training again."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from training.finetune import main
+    from training.visitor_queries import fingerprint
+
+    catalog = synthetic_catalog()
+    catalog.save(tmp_path / "cat")
+    queries = tmp_path / "visitor_queries.jsonl"
+    queries.write_text("".join(
+        json.dumps({"song_id": song, "query": f"mood of {song} number {position}", "positions": [position],
+                    "fingerprint": fingerprint([text])}) + "\n"
+        for song, position, text in zip(catalog.lines["song_id"], catalog.lines["position"], catalog.lines["text"],
+                                        strict=True) if position < 2))
+    out = tmp_path / "run"
+    command = ["--catalog", str(tmp_path / "cat"), "--base", str(tiny_model_dir), "--out", str(out), "--epochs", "2",
+               "--batch-size", "16", "--learning-rate", "0.2", "--skip-eval", "--visitor-queries", str(queries),
+               "--annotation-expert"]
+    assert main(command) == 0
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["soup"] == ["joint", "annotations"]
+    assert summary["dev_best"]["dev_cosine_mrr@10"] > summary["dev_base"]["dev_cosine_mrr@10"] + 0.1
+    members = [SentenceTransformer(str(out / "experts" / name / "model"), device="cpu")
+               for name in ("joint", "annotations")]
+    (joint,), (annotations,), (merged,) = (list(model.parameters()) for model in (*members, SentenceTransformer(
+        str(out / "model"), device="cpu")))
+    assert not torch.allclose(joint, annotations, atol=1e-3)  # the members learnt different things
+    assert torch.allclose(merged, (joint + annotations) / 2, atol=1e-6)
+    assert "**Model soup:**" in (out / "model" / "README.md").read_text()
+    # A resumed run finds both members finished and rebuilds the same mean without training again.
+    (out / "model" / "model.safetensors").unlink()
+    caplog.clear()
+    caplog.set_level("INFO")
+    assert main([*command, "--resume"]) == 0
+    assert caplog.text.count("finished before: loading it") == 2
+    assert "Resuming training" not in caplog.text
+    (resumed,) = SentenceTransformer(str(out / "model"), device="cpu").parameters()
+    assert torch.allclose(resumed, merged)

@@ -205,18 +205,112 @@ def last_complete_checkpoint(directory: Path) -> str | None:
     return str(max(complete)[1]) if complete else None
 
 
-def train(args: argparse.Namespace) -> Path:
-    """Run the training and save the best model to ``args.out / "model"``."""
-    import torch
-    from datasets import Dataset, DatasetDict
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+def losses_for(model, names: list[str], args: argparse.Namespace) -> dict:
+    """One loss per training dataset, each bound to ``model`` (an expert trained apart gets its own)."""
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         EmbedDistillLoss,
         MultipleNegativesRankingLoss,
         MultipleNegativesSymmetricRankingLoss,
     )
+
+    losses = {}
+    for name in names:
+        if name == "pairs" and args.loss == "symmetric":
+            losses[name] = MultipleNegativesSymmetricRankingLoss(model)
+        elif name == "pairs" and args.batch_size >= CACHED_LOSS_FROM_BATCH:
+            losses[name] = CachedMultipleNegativesRankingLoss(model, mini_batch_size=32)
+        elif name == "distill":
+            losses[name] = EmbedDistillLoss(model, distance_metric="cosine")
+        else:
+            losses[name] = MultipleNegativesRankingLoss(model)
+    return losses
+
+
+def fit(model, datasets: dict, evaluator, best_metric: str, args: argparse.Namespace, checkpoints: Path) -> list:
+    """Train ``model`` in place on ``datasets`` (one loss each); the best checkpoint by ``best_metric`` is restored
+    at the end. Returns the trainer's log history."""
+    import torch
+    from datasets import DatasetDict
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    losses = losses_for(model, list(datasets), args)
+    if len(datasets) == 1:
+        (train_dataset,), (loss,) = datasets.values(), losses.values()
+    else:
+        train_dataset, loss = DatasetDict(datasets), losses
+    cuda = torch.cuda.is_available()
+    training_args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_ratio=0.1,
+        weight_decay=0.01,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        fp16=cuda and not torch.cuda.is_bf16_supported(),
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=best_metric,
+        greater_is_better=True,
+        logging_steps=10,
+        seed=args.seed,
+        data_seed=args.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
+                                         evaluator=evaluator)
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(checkpoints) if args.resume else None)
+    return trainer.state.log_history
+
+
+def train_expert(base, datasets: dict, evaluator, best_metric: str, args: argparse.Namespace,
+                 directory: Path) -> tuple[object, list]:
+    """Train a copy of ``base`` on ``datasets`` into ``directory`` (``model/`` and its log): a member of a soup.
+
+    A resumed run loads an expert that finished before the kill instead of training it again.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    model_dir, log_file = directory / "model", directory / "log_history.json"
+    if args.resume and log_file.is_file() and (model_dir / "modules.json").is_file():
+        logger.info("expert %s finished before: loading it from %s", directory.name, model_dir)
+        return SentenceTransformer(str(model_dir), device=str(base.device)), json.loads(log_file.read_text())
+    expert = copy.deepcopy(base)
+    log_history = fit(expert, datasets, evaluator, best_metric, args, directory / "checkpoints")
+    expert.save(str(model_dir))
+    log_file.write_text(json.dumps(log_history, default=str))  # written last: it marks the expert as finished
+    return expert, log_history
+
+
+def average_weights(models: list):
+    """A model soup: the element-wise mean of the floating-point weights of models fine-tuned from one base.
+
+    The multi-task model trades some annotation retrieval for visitor queries; averaging it with an expert trained
+    on annotations alone gave back more line MRR@10 than either member had, at equal visitor-query results.
+    """
+    import torch
+
+    states = [model.state_dict() for model in models]
+    keys = set(states[0])
+    if any(set(state) != keys for state in states[1:]):
+        raise RecommenderError("cannot average models with different architectures")
+    merged = copy.deepcopy(models[0])
+    with torch.no_grad():
+        merged.load_state_dict({key: torch.stack([state[key].float() for state in states]).mean(0).to(value.dtype)
+                                if value.is_floating_point() else value for key, value in states[0].items()})
+    return merged
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Run the training and save the best model to ``args.out / "model"``."""
+    import torch
+    from datasets import Dataset
 
     out = Path(args.out)
     catalog = Catalog.load(args.catalog)
@@ -245,14 +339,8 @@ def train(args: argparse.Namespace) -> Path:
         corpus = [text for text in dict.fromkeys(catalog.lines.loc[catalog.lines["song_id"].isin(train_songs), "text"])
                   if text.strip()]
         frame = add_mined_negatives(frame, model, corpus, seed=args.seed)
-    if args.loss == "symmetric":
-        loss = MultipleNegativesSymmetricRankingLoss(model)
-    elif args.batch_size >= CACHED_LOSS_FROM_BATCH:
-        loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=32)
-    else:
-        loss = MultipleNegativesRankingLoss(model)
-    # Multi-task: each dataset gets its own batches (no mixing of columns) and its own loss.
-    datasets, losses = {"pairs": Dataset.from_pandas(frame, preserve_index=False)}, {"pairs": loss}
+    # Each dataset gets its own batches (no mixing of columns) and its own loss.
+    datasets = {"pairs": Dataset.from_pandas(frame, preserve_index=False)}
     visitor_report = None
     if args.visitor_queries:
         visitors, visitor_report = visitor_pairs(args.visitor_queries, catalog, song_split)
@@ -264,41 +352,22 @@ def train(args: argparse.Namespace) -> Path:
         if not visitors.empty:
             datasets["visitors"] = Dataset.from_pandas(visitor_training_frame(visitors, seed=args.seed),
                                                        preserve_index=False)
-            losses["visitors"] = MultipleNegativesRankingLoss(model)
     if args.distill_texts > 0:
         # Batches pulling training-song texts back to the base's vectors.
         texts = distillation_texts(splits["train"], catalog, count=args.distill_texts, seed=args.seed)
         datasets["distill"] = Dataset.from_pandas(distillation_frame(texts, model), preserve_index=False)
-        losses["distill"] = EmbedDistillLoss(model, distance_metric="cosine")
-    train_dataset, loss = (datasets["pairs"], loss) if len(datasets) == 1 else (DatasetDict(datasets), losses)
     evaluator, best_metric = selection_evaluator(splits["dev"], catalog, song_split, default_visitor_eval())
-    cuda = torch.cuda.is_available()
-    training_args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        warmup_ratio=0.1,
-        weight_decay=0.01,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
-        fp16=cuda and not torch.cuda.is_bf16_supported(),
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model=best_metric,
-        greater_is_better=True,
-        logging_steps=10,
-        seed=args.seed,
-        data_seed=args.seed,
-        report_to="none",
-        dataloader_num_workers=0,
-    )
-    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train_dataset, loss=loss,
-                                         evaluator=evaluator)
     base_dev = evaluator(model) if not args.resume else None
-    trainer.train(resume_from_checkpoint=last_complete_checkpoint(out / "checkpoints") if args.resume else None)
+    if args.annotation_expert and "visitors" in datasets:
+        # A soup of the multi-task model and an annotation-only expert, both trained from the base.
+        regularisers = {name: data for name, data in datasets.items() if name not in ("pairs", "visitors")}
+        members = {"joint": datasets, "annotations": {"pairs": datasets["pairs"], **regularisers}}
+        trained = {name: train_expert(model, data, evaluator, best_metric, args, out / "experts" / name)
+                   for name, data in members.items()}
+        model = average_weights([expert for expert, _ in trained.values()])
+        log_history = {name: history for name, (_, history) in trained.items()}
+    else:
+        log_history = fit(model, datasets, evaluator, best_metric, args, out / "checkpoints")
     final_dev = evaluator(model)
     model_dir = out / "model"
     model.save(str(model_dir))
@@ -313,7 +382,8 @@ def train(args: argparse.Namespace) -> Path:
         "dev_base": base_dev,
         "dev_best": final_dev,
         "args": {key: value for key, value in vars(args).items() if key != "handler"},
-        "log_history": trainer.state.log_history,
+        "soup": list(log_history) if isinstance(log_history, dict) else None,
+        "log_history": log_history,
     }
     (out / "training_summary.json").write_text(json.dumps(summary, indent=1, default=str))
     logger.info("saved the best model (dev MRR@10 %.4f) to %s", final_dev.get("dev_cosine_mrr@10", float("nan")),
@@ -428,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also give each annotation pair a line of another training song mined with the base model")
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
                         help="train on (annotation, line) pairs only, without same-song negatives")
+    parser.add_argument("--annotation-expert", action=argparse.BooleanOptionalAction, default=False,
+                        help="also train an annotation-only expert and average its weights with the multi-task "
+                             "model (a model soup): higher line MRR@10, about 8 more minutes on a 2-core CPU")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     parser.add_argument("--push-to-hub", metavar="REPO", help="push the model and rebuilt embeddings if it wins")

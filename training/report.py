@@ -78,6 +78,9 @@ def model_card_section(summary: dict, result: dict | None) -> str:
         "visitor-query batches with in-batch negatives) and the NO_DUPLICATES batch sampler; best checkpoint by "
         "dev annotation MRR@10, or by the mean dev nDCG@10 of annotations and dev-song visitor queries when there "
         "are some.",
+        *(["- **Model soup:** the weights are the element-wise mean of the multi-task model and an expert trained "
+           "on the annotation pairs alone, both from the base (`--annotation-expert`)."]
+          if summary.get("soup") else []),
         "",
     ]
     if result:
