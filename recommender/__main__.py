@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "per song); song-mean = the song's mean line vector; windows = the study's rule over "
                              f"{SETTINGS.window_lines}-line windows; hybrid = song vector + best window; "
                              f"blend = song vector + {SETTINGS.verse_lines}-line verses encoded as one text + best "
-                             "window "
+                             "window + the whole song as one text "
                              f"(default: {SETTINGS.default_ranking})")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(handler=_command_search)

@@ -4,11 +4,13 @@ Layout of an embedding directory::
 
     manifest.json        model name/id/revision/fingerprint, dim, dtype, count, catalog hash, vectors hash
     embeddings.parquet   text (string) · embedding (fixed_size_list<float32>[dim]), unit length
-    verses.parquet       the same schema for the distinct verse texts (text models only; see ``verse_texts``)
+    verses.parquet       the same schema for the distinct verse and whole-song texts (text models only; see
+                         ``verse_texts`` and ``song_texts``)
 
 A verse is a run of consecutive distinct lines of one song encoded as ONE text, so the model sees them together;
-the manifest's ``verses`` entry (absent in sets without verses) records the lines per verse, the count and the
-checksum of the verse vectors.
+a song text is all of a song's distinct lines as one text (the model reads as much of it as its sequence length
+allows: the song's opening verses and chorus). The manifest's ``verses`` entry (absent in sets without verses)
+records the lines per verse, whether song texts are included, the count and the checksum of the vectors.
 
 An embedding set is only valid for the exact model and catalog that made it; ``load_embeddings`` refuses
 anything else, and a set is written to a temporary directory and renamed into place, so a half-written set
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ MANIFEST_FILE = "manifest.json"
 VECTORS_FILE = "embeddings.parquet"
 VERSES_FILE = "verses.parquet"
 FORMAT_VERSION = 1
+WHOLE_SONG = sys.maxsize  # "lines per verse" of a song text: one verse holding every distinct line
 
 
 @dataclass
@@ -49,7 +53,8 @@ class EmbeddingSet:
     """Unit vectors for the distinct line texts of one catalog, made by one model.
 
     Attributes:
-        verse_texts: The distinct verse texts (``verse_texts``), or None for a set without verses (CLIP, older sets).
+        verse_texts: The distinct verse texts (``verse_texts``) and song texts (``song_texts``), or None for a set
+            without verses (CLIP, older sets).
         verse_vectors: Their (verses, d) unit vectors, or None.
     """
 
@@ -94,15 +99,24 @@ def verse_texts(catalog: Catalog, lines: int = SETTINGS.verse_lines) -> list[tup
     return verses
 
 
+def song_texts(catalog: Catalog) -> list[tuple[str, str]]:
+    """``(song_id, song_text)`` for every song with lines: its distinct lines, in order, joined with newlines.
+
+    Why: a line or an 8-line verse says little about what a whole song is about; encoded as one text, the song's
+    opening (as far as the model's sequence length reaches) is the strongest single song-level signal measured.
+    """
+    return verse_texts(catalog, lines=WHOLE_SONG)
+
+
 def build_embeddings(catalog: Catalog, encoder: TextEncoder, out_dir: str | os.PathLike, *,
                      batch_size: int | None = None, show_progress_bar: bool = True,
                      verse_lines: int | None = None) -> tuple[EmbeddingSet, dict]:
-    """Encode the catalog's distinct line texts (and, for text models, its distinct verse texts) and write the set
-    atomically.
+    """Encode the catalog's distinct line texts (and, for text models, its distinct verse and song texts) and write
+    the set atomically.
 
     Args:
-        verse_lines: Lines per verse (default ``SETTINGS.verse_lines``); 0 builds no verses. CLIP models never get
-            verses: their 77-token context would truncate them.
+        verse_lines: Lines per verse (default ``SETTINGS.verse_lines``); 0 builds no verses and no song texts.
+            CLIP models never get them: their 77-token context would truncate them.
 
     Returns:
         The embedding set and a build report (counts, seconds, lines per second, verses encoded).
@@ -124,7 +138,7 @@ def build_embeddings(catalog: Catalog, encoder: TextEncoder, out_dir: str | os.P
         **getattr(encoder, "last_encode_report", {}),
     }
     verse_lines = SETTINGS.verse_lines if verse_lines is None else int(verse_lines)
-    verses = (list(dict.fromkeys(text for _, text in verse_texts(catalog, lines=verse_lines)))
+    verses = (list(dict.fromkeys(text for _, text in verse_texts(catalog, lines=verse_lines) + song_texts(catalog)))
               if encoder.kind == "text" and verse_lines > 0 else [])
     verse_vectors = None
     if verses:
@@ -149,7 +163,7 @@ def build_embeddings(catalog: Catalog, encoder: TextEncoder, out_dir: str | os.P
         "build_report": report,
     }
     if verses:
-        manifest["verses"] = {"lines": verse_lines, "count": len(verses),
+        manifest["verses"] = {"lines": verse_lines, "song_texts": True, "count": len(verses),
                               "vectors_sha256": vectors_digest(verse_vectors)}
     embedding_set = EmbeddingSet(texts, vectors, manifest, verses or None, verse_vectors)
     save_embeddings(embedding_set, out_dir)
@@ -270,11 +284,12 @@ def _read_checked_vectors(path: Path, dim: int, *, count: object, sha256: object
 
 def _load_verses(source: Path, manifest: dict, catalog: Catalog,
                  dim: int) -> tuple[list[str] | None, np.ndarray | None]:
-    """The verse texts and vectors a manifest lists, verified like the line vectors; (None, None) when it lists none.
+    """The verse (and song) texts and vectors a manifest lists, verified like the line vectors; (None, None) when it
+    lists none.
 
     Raises:
         EmbeddingsMismatchError: The verses file is missing, corrupted, holds another count, fails its checksum, or
-            lacks a verse of the catalog.
+            lacks a verse (or, when the manifest says it holds them, a song text) of the catalog.
     """
     info = manifest.get("verses")
     if not info:
@@ -289,7 +304,8 @@ def _load_verses(source: Path, manifest: dict, catalog: Catalog,
         lines = int(info["lines"])
     except (KeyError, TypeError, ValueError) as error:
         raise EmbeddingsMismatchError(f"{source / MANIFEST_FILE}: verses entry has no valid line count") from error
-    missing = {text for _, text in verse_texts(catalog, lines=lines)}.difference(texts)
+    expected = verse_texts(catalog, lines=lines) + (song_texts(catalog) if info.get("song_texts") else [])
+    missing = {text for _, text in expected}.difference(texts)
     if missing:
-        raise EmbeddingsMismatchError(f"{path}: {len(missing)} catalog verse text(s) have no embedding")
+        raise EmbeddingsMismatchError(f"{path}: {len(missing)} catalog verse or song text(s) have no embedding")
     return texts, vectors

@@ -129,7 +129,8 @@ def dataset_card(catalog: Catalog, manifests: list[dict], *, repo: str) -> str:
         "is valid only for the model that made it: `manifest.json` records the model id, revision, a fingerprint "
         "of probe-sentence embeddings, the catalog hash and a checksum of the vectors; the app refuses any mismatch. "
         "`embeddings.parquet` holds one vector per distinct line text; `verses.parquet` (text models) one per verse, "
-        "a run of consecutive distinct lines of a song encoded as one text, used by the `blend` ranking.",
+        "a run of consecutive distinct lines of a song encoded as one text, and one per song text, all of a song's "
+        "distinct lines as one text; the `blend` ranking uses both.",
         "", "## Contents", "",
         f"- songs: {len(catalog.songs)}, lines: {len(catalog.lines)}, annotation pairs: {len(catalog.pairs)}",
         f"- catalog hash: `{catalog.content_hash}`",

@@ -115,12 +115,13 @@ def rank_songs(candidate_rows: np.ndarray, candidate_scores: np.ndarray, row_son
 # * ``windows`` — the seed rule over windows of consecutive lines (normalized mean of ``window_lines`` line
 #   vectors, every ``window_stride`` lines), so a match needs a few lines in a row about the query;
 # * ``hybrid`` — the song vector plus its best window: what the song is about, and where it says it best;
-# * ``blend`` — ``SETTINGS.blend_weights`` = (w1, w2, w3) · (cos(song vector), cos(verse mean), cos(best window)).
-#   The verse mean is the normalized mean of the song's *verse* vectors: runs of ``SETTINGS.verse_lines`` distinct
-#   lines that the model encoded as one text (stored with the embedding set, see recommender/embeddings.py), so
-#   the model reads lines in context instead of one at a time. A set without verses (CLIP sets, older sets) has no
-#   verse term: "blend" then ranks like "hybrid" with the song and window weights renormalized to
-#   w1 / (w1 + w3) and w3 / (w1 + w3).
+# * ``blend`` — the weighted mean, by ``SETTINGS.blend_weights`` = (w1, w2, w3, w4), of cos(song vector),
+#   cos(verse mean), cos(best window) and cos(song text). The verse mean is the normalized mean of the song's *verse*
+#   vectors: runs of ``SETTINGS.verse_lines`` distinct lines that the model encoded as one text (stored with the
+#   embedding set, see recommender/embeddings.py), so the model reads lines in context instead of one at a time;
+#   the song text is all of the song's distinct lines encoded as one text (as far as the model reads). A set
+#   without verses or song texts (CLIP sets, older sets) lacks those terms: the weighted mean is over the others
+#   (no verses, no song texts: "hybrid" with weights w1 / (w1 + w3) and w3 / (w1 + w3)).
 
 SEED_RANKING = "seed"
 RANKING_NAMES = (SEED_RANKING, "song-mean", "windows", "hybrid", "blend")
@@ -129,7 +130,7 @@ RANKING_LABELS = {
     "song-mean": "song vector: mean of the song's lines",
     "windows": f"study's rule over {SETTINGS.window_lines}-line windows",
     "hybrid": "song vector + best window",
-    "blend": "song vector + verses + best window",
+    "blend": "song vector + verses + best window + whole song",
 }
 
 
@@ -160,6 +161,8 @@ class SongUnits:
         song_rows: Index rows grouped by song, in line order.
         verse_mean_vectors: (songs, d) unit vectors, the normalized mean of each song's verse vectors (zero for a song
             without verses), or None when the embedding set has no verses.
+        song_text_vectors: (songs, d) unit vectors of each song's text (zero for a song without lines), or None when
+            the embedding set has no song texts.
     """
 
     song_vectors: torch.Tensor
@@ -170,15 +173,18 @@ class SongUnits:
     song_row_start: np.ndarray
     song_rows: np.ndarray
     verse_mean_vectors: torch.Tensor | None = None
+    song_text_vectors: torch.Tensor | None = None
 
 
 def build_song_units(row_song: np.ndarray, row_vectors: torch.Tensor, n_songs: int, *,
                      window_lines: int = SETTINGS.window_lines,
                      window_stride: int = SETTINGS.window_stride,
                      verse_song: np.ndarray | None = None,
-                     verse_vectors: torch.Tensor | np.ndarray | None = None) -> SongUnits:
-    """Song vectors and line windows from row vectors (rows of one song consecutive, in line order), and the verse
-    mean of each song from ``verse_song`` (song position of each verse) and ``verse_vectors`` when given."""
+                     verse_vectors: torch.Tensor | np.ndarray | None = None,
+                     song_text_vectors: torch.Tensor | None = None) -> SongUnits:
+    """Song vectors and line windows from row vectors (rows of one song consecutive, in line order), the verse
+    mean of each song from ``verse_song`` (song position of each verse) and ``verse_vectors``, and the songs' text
+    vectors (``song_text_vectors``, one row per song) when given."""
     row_song = np.asarray(row_song, dtype=np.int64)
     vectors = row_vectors.float()
     song_index = torch.from_numpy(row_song)
@@ -220,7 +226,8 @@ def build_song_units(row_song: np.ndarray, row_vectors: torch.Tensor, n_songs: i
         verse_means = torch.nn.functional.normalize(verse_sums, dim=1)
     return SongUnits(song_vectors, torch.nn.functional.normalize(window_sums, dim=1),
                      np.asarray(songs, dtype=np.int64), first_row, size, song_row_start.astype(np.int64),
-                     song_rows.astype(np.int64), verse_means)
+                     song_rows.astype(np.int64), verse_means,
+                     None if song_text_vectors is None else song_text_vectors.float())
 
 
 def _best_lines(units: SongUnits, song: int, query: torch.Tensor, row_vectors_of, count: int) -> list[LineMatch]:
@@ -235,14 +242,14 @@ def rank_songs_by_units(ranking: str, query_vector: np.ndarray, units: SongUnits
                         allowed_songs: np.ndarray | None, threshold: float,
                         low_score_weight: float = SETTINGS.low_score_weight, top_n: int = SETTINGS.default_top_n,
                         shown_lines: int = SETTINGS.shown_lines_per_song,
-                        blend_weights: tuple[float, float, float] = SETTINGS.blend_weights) -> list[SongHit]:
+                        blend_weights: tuple[float, ...] = SETTINGS.blend_weights) -> list[SongHit]:
     """Rank songs by ``song-mean``, ``windows``, ``hybrid`` or ``blend`` (see the section comment).
 
     Args:
         row_vectors_of: Maps an array of index rows to their (rows, d) float32 unit vectors.
         allowed_songs: Boolean mask over songs (the valence range), or None for all.
-        blend_weights: ``blend``'s weights of the song vector, the verse mean and the best window (without verses:
-            the first and last, renormalized to sum to 1).
+        blend_weights: ``blend``'s weights of the song vector, the verse mean, the best window and the song text
+            (the score is their weighted mean over the terms the units have).
 
     Returns:
         Songs by descending score (ties: lower song position first), each with its best lines, best first.
@@ -267,13 +274,12 @@ def rank_songs_by_units(ranking: str, query_vector: np.ndarray, units: SongUnits
             song_scores = (SETTINGS.hybrid_song_weight * song_scores
                            + (1.0 - SETTINGS.hybrid_song_weight) * best_window)
         elif ranking == "blend":
-            song_weight, verse_weight, window_weight = (float(weight) for weight in blend_weights)
-            if units.verse_mean_vectors is not None:
-                verse_scores = (units.verse_mean_vectors @ query).numpy().astype(np.float64)
-                song_scores = song_weight * song_scores + verse_weight * verse_scores + window_weight * best_window
-            else:  # no verses in this set: song vector + best window, their weights renormalized
-                total = song_weight + window_weight
-                song_scores = (song_weight / total) * song_scores + (window_weight / total) * best_window
+            terms = [song_scores, units.verse_mean_vectors, best_window, units.song_text_vectors]
+            present = [(float(weight), term if isinstance(term, np.ndarray)
+                        else (term @ query).numpy().astype(np.float64))
+                       for weight, term in zip(blend_weights, terms, strict=True) if term is not None]
+            total = sum(weight for weight, _ in present)  # terms a set lacks drop out of the weighted mean
+            song_scores = sum(weight / total * term for weight, term in present)
         elif ranking != "song-mean":
             raise QueryError(f"unknown ranking {ranking!r}: choose one of {', '.join(RANKING_NAMES)}")
         song_scores[~(allowed & has_rows)] = -np.inf

@@ -19,7 +19,7 @@ import torch
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from recommender.catalog import Catalog
-from recommender.embeddings import EmbeddingSet, build_embeddings, load_embeddings, verse_texts
+from recommender.embeddings import EmbeddingSet, build_embeddings, load_embeddings, song_texts, verse_texts
 from recommender.encoders import TextEncoder, load_encoder
 from recommender.errors import EmbeddingsMismatchError, ModelUnavailableError, QueryError, RecommenderError
 from recommender.index import LineIndex
@@ -103,6 +103,8 @@ def missing_verses_reason(embeddings: EmbeddingSet, encoder: TextEncoder) -> str
         return "have no verse vectors"
     if verses.get("lines") != SETTINGS.verse_lines:
         return f"have {verses.get('lines')}-line verses, not {SETTINGS.verse_lines}-line ones"
+    if not verses.get("song_texts"):
+        return "have no song-text vectors"
     return None
 
 
@@ -121,6 +123,22 @@ def song_verses(catalog: Catalog, embeddings: EmbeddingSet) -> tuple[np.ndarray 
     return songs, vectors
 
 
+def song_text_vectors(catalog: Catalog, embeddings: EmbeddingSet) -> torch.Tensor | None:
+    """(songs, d) vector of each song's text (``recommender.embeddings.song_texts``; zero for a song without lines),
+    or None when the set holds no song texts or verses are disabled."""
+    info = embeddings.manifest.get("verses")
+    if (SETTINGS.verse_lines <= 0 or not info or not info.get("song_texts") or embeddings.verse_texts is None
+            or embeddings.verse_vectors is None):
+        return None
+    text_position = {text: position for position, text in enumerate(embeddings.verse_texts)}
+    song_position = {song_id: position for position, song_id in enumerate(catalog.songs["song_id"].tolist())}
+    vectors = torch.zeros(len(song_position), embeddings.verse_vectors.shape[1])
+    for song_id, text in song_texts(catalog):  # load_embeddings checked every one has a vector
+        vectors[song_position[song_id]] = torch.from_numpy(
+            np.ascontiguousarray(embeddings.verse_vectors[text_position[text]], dtype=np.float32))
+    return vectors
+
+
 @dataclass
 class Recommender:
     """Search one catalog with one model.
@@ -133,6 +151,7 @@ class Recommender:
         embeddings_label: Where the embedding set came from.
         verse_song: Song position (in ``catalog.songs``) of each verse of the embedding set, or None without verses.
         verse_vectors: (verses, d) unit vectors of those verses (same order), or None.
+        song_text_vectors: (songs, d) vectors of the songs' texts (``song_text_vectors``), or None without them.
     """
 
     catalog: Catalog
@@ -144,6 +163,7 @@ class Recommender:
     notices: list[str] = field(default_factory=list)
     verse_song: np.ndarray | None = None
     verse_vectors: torch.Tensor | None = None
+    song_text_vectors: torch.Tensor | None = None
     _units: SongUnits | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -184,7 +204,7 @@ class Recommender:
         notices = [encoder.notice] if encoder.notice else []
         verse_song, verse_vectors = song_verses(catalog, embeddings)
         return cls(catalog, encoder, LineIndex.build(catalog, embeddings), catalog_label, str(embeddings_path),
-                   threshold, notices, verse_song, verse_vectors)
+                   threshold, notices, verse_song, verse_vectors, song_text_vectors(catalog, embeddings))
 
     def search_text(self, query: str, *, valence_min: float = 0.0, valence_max: float = 1.0,
                     top_n: int = SETTINGS.default_top_n, ranking: str | None = None) -> dict:
@@ -244,12 +264,13 @@ class Recommender:
         return self.index.vectors[torch.from_numpy(np.asarray(self.index.row_text[rows], dtype=np.int64))]
 
     def song_units(self) -> SongUnits:
-        """Song vectors, line windows and verse means, built from the index's vectors (and the set's verse vectors)
-        on first use (under a second for 100k lines; the seed ranking never needs them)."""
+        """Song vectors, line windows, verse means and song texts, built from the index's vectors (and the set's verse
+        and song-text vectors) on first use (under a second for 100k lines; the seed ranking never needs them)."""
         if self._units is None:
             all_rows = np.arange(len(self.index), dtype=np.int64)
             self._units = build_song_units(self.index.row_song, self._row_vectors(all_rows), len(self.catalog.songs),
-                                           verse_song=self.verse_song, verse_vectors=self.verse_vectors)
+                                           verse_song=self.verse_song, verse_vectors=self.verse_vectors,
+                                           song_text_vectors=self.song_text_vectors)
         return self._units
 
     def _song_json(self, rank: int, hit: SongHit) -> dict:

@@ -9,7 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recommender.embeddings import build_embeddings, distinct_texts, load_embeddings, verse_texts
+from recommender.embeddings import (
+    build_embeddings,
+    distinct_texts,
+    load_embeddings,
+    song_texts,
+    vectors_digest,
+    verse_texts,
+)
 from recommender.encoders import make_fingerprint
 from recommender.errors import EmbeddingsMismatchError
 from space_config import SETTINGS
@@ -44,9 +51,10 @@ def test_each_distinct_text_is_encoded_once_and_round_trips(tmp_path, small_cata
     encoder = CountingEncoder()
     built, report = build_embeddings(small_catalog, encoder, tmp_path / "emb", show_progress_bar=False)
     calls = [text for text in encoder.calls if not text.startswith("probe")]
-    line_calls, verse_calls = calls[:6], calls[6:]  # the lines first, then (a text model) the verses
+    line_calls, verse_calls = calls[:6], calls[6:]  # the lines first, then (a text model) the verses and song texts
     assert sorted(line_calls) == sorted(set(small_catalog.lines["text"]))
-    assert verse_calls == [text for _, text in verse_texts(small_catalog, lines=SETTINGS.verse_lines)]
+    units = verse_texts(small_catalog, lines=SETTINGS.verse_lines) + song_texts(small_catalog)
+    assert verse_calls == list(dict.fromkeys(text for _, text in units))  # a short song's text is its one verse
     assert report["distinct_texts_encoded"] == 6 and report["catalog_lines"] == 7
     assert report["verses_encoded"] == 3
     loaded = load_embeddings(tmp_path / "emb", catalog=small_catalog, encoder=encoder)
@@ -134,16 +142,22 @@ def test_verse_texts_by_hand():
                                                  (ids[0], "four\nfive\nsix\nseven"), (ids[0], "eight\nnine")]
     assert [text for _, text in verse_texts(catalog, lines=1)[:4]] == ["one", "two", chorus, "three"]
     assert verse_texts(catalog, lines=0) == []
+    # A song text is every distinct line in order, however long the song.
+    assert song_texts(catalog) == [(ids[0], "\n".join(["one", "two", chorus, "three", "four", "five", "six", "seven",
+                                                        "eight", "nine"])),
+                                   expected[2], expected[3]]
 
 
 def test_verses_round_trip_with_the_manifest(tmp_path):
     catalog = verse_catalog()
     encoder = CountingEncoder()
     built, report = build_embeddings(catalog, encoder, tmp_path / "emb", show_progress_bar=False, verse_lines=8)
-    assert report["verses_encoded"] == 4 and built.verse_texts == [text for _, text in verse_texts(catalog, 8)]
+    # 4 verses, then the one song text that is not already a verse (the 10-line song's).
+    assert built.verse_texts == [text for _, text in verse_texts(catalog, 8)] + [song_texts(catalog)[0][1]]
+    assert report["verses_encoded"] == 5
     manifest = json.loads((tmp_path / "emb" / "manifest.json").read_text())
-    assert manifest["verses"]["lines"] == 8 and manifest["verses"]["count"] == 4
-    assert manifest["build_report"]["verses_encoded"] == 4
+    assert manifest["verses"] == {**manifest["verses"], "lines": 8, "song_texts": True, "count": 5}
+    assert manifest["build_report"]["verses_encoded"] == 5
     schema = pq.read_schema(tmp_path / "emb" / "embeddings.parquet")
     assert pq.read_schema(tmp_path / "emb" / "verses.parquet") == schema
     loaded = load_embeddings(tmp_path / "emb", catalog=catalog, encoder=encoder)
@@ -188,7 +202,7 @@ def test_tampered_missing_or_foreign_verses_are_refused(tmp_path):
     with pytest.raises(EmbeddingsMismatchError, match=r"verses\.parquet: verse vectors do not match .*checksum"):
         load_embeddings(tmp_path / "emb", catalog=catalog, encoder=encoder)
     pq.write_table(table.slice(0, 3), path)
-    with pytest.raises(EmbeddingsMismatchError, match=r"verses\.parquet: manifest says 4 verse vectors, file holds 3"):
+    with pytest.raises(EmbeddingsMismatchError, match=r"verses\.parquet: manifest says 5 verse vectors, file holds 3"):
         load_embeddings(tmp_path / "emb", catalog=catalog, encoder=encoder)
     path.write_bytes(original[:100])
     with pytest.raises(EmbeddingsMismatchError, match=r"verses\.parquet: corrupted or truncated"):
@@ -201,5 +215,12 @@ def test_tampered_missing_or_foreign_verses_are_refused(tmp_path):
     manifest = json.loads(manifest_path.read_text())
     manifest["verses"]["lines"] = 4  # the catalog's 4-line verses were never encoded
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(EmbeddingsMismatchError, match=r"verse text\(s\) have no embedding"):
+    with pytest.raises(EmbeddingsMismatchError, match=r"4 catalog verse or song text\(s\) have no embedding"):
+        load_embeddings(tmp_path / "emb", catalog=catalog, encoder=encoder)
+    # A file that lost the song text its manifest promises (count and checksum made to agree) is refused too.
+    pq.write_table(table.slice(0, 4), path)
+    kept = table.slice(0, 4).column("embedding").combine_chunks().flatten().to_numpy().reshape(4, 8)
+    manifest["verses"].update(lines=8, count=4, vectors_sha256=vectors_digest(kept))
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(EmbeddingsMismatchError, match=r"1 catalog verse or song text\(s\) have no embedding"):
         load_embeddings(tmp_path / "emb", catalog=catalog, encoder=encoder)

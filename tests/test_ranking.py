@@ -154,9 +154,9 @@ def reference_verse_means(verse_song, verse_vectors, n_songs, dimension):
 
 def reference_song_level(ranking, row_song, vectors, n_songs, query, allowed, *, threshold, top_n, shown,
                          window_lines=SETTINGS.window_lines, window_stride=SETTINGS.window_stride,
-                         verse_means=None, blend_weights=SETTINGS.blend_weights):
-    """[(song, score, best line rows)] by the named ranking, from the definitions alone (``verse_means``: per song,
-    or None for a set without verses)."""
+                         verse_means=None, song_texts=None, blend_weights=SETTINGS.blend_weights):
+    """[(song, score, best line rows)] by the named ranking, from the definitions alone (``verse_means`` and
+    ``song_texts``: a vector per song, or None for a set without them)."""
     song_vectors, windows, window_vectors = reference_units(row_song, vectors, n_songs, window_lines, window_stride)
     has_rows = [any(song == s for s in row_song) for song in range(n_songs)]
     window_scores = [dot(vector, query) for vector in window_vectors]
@@ -179,11 +179,13 @@ def reference_song_level(ranking, row_song, vectors, n_songs, query, allowed, *,
             if ranking == "hybrid":
                 score = SETTINGS.hybrid_song_weight * score + (1 - SETTINGS.hybrid_song_weight) * best_window
             elif ranking == "blend":
-                w_song, w_verses, w_window = blend_weights
-                if verse_means is None:  # no verses: song vector + best window, renormalized
-                    score = (w_song * score + w_window * best_window) / (w_song + w_window)
-                else:
-                    score = w_song * score + w_verses * dot(verse_means[song], query) + w_window * best_window
+                w_song, w_verses, w_window, w_text = blend_weights
+                terms = [(w_song, score), (w_window, best_window)]  # the weighted mean of the terms the set has
+                if verse_means is not None:
+                    terms.append((w_verses, dot(verse_means[song], query)))
+                if song_texts is not None:
+                    terms.append((w_text, dot(song_texts[song], query)))
+                score = sum(weight * term for weight, term in terms) / sum(weight for weight, _ in terms)
             scored.append((song, score))
     scored.sort(key=lambda item: (-item[1], item[0]))
     return [(song, score, reference_best_lines(song, row_song, vectors, query, shown))
@@ -344,7 +346,7 @@ def random_verses(rng, row_song, n_songs, dimension, *, none_share=0.25):
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_blend_with_verses_matches_reference_and_respects_the_valence_mask(seed):
+def test_blend_with_verses_and_song_texts_matches_reference_and_respects_the_valence_mask(seed):
     rng = np.random.default_rng(500 + seed)
     n_songs = int(rng.integers(2, 60))
     row_song, vectors = random_index(rng, n_songs=n_songs, max_rows_per_song=int(rng.integers(1, 14)),
@@ -352,15 +354,20 @@ def test_blend_with_verses_matches_reference_and_respects_the_valence_mask(seed)
     verse_song, verse_vectors = random_verses(rng, row_song, n_songs, vectors.shape[1])
     allowed, query = random_mask_and_query(rng, n_songs, vectors.shape[1], full_range=seed % 6 == 0)
     top_n, shown = int(rng.integers(1, 20)), int(rng.integers(1, 5))
-    weights = SETTINGS.blend_weights if seed % 2 == 0 else tuple(rng.uniform(0.1, 1.0, 3).tolist())
-    units = build_song_units(row_song, vectors, n_songs, verse_song=verse_song, verse_vectors=verse_vectors)
+    weights = SETTINGS.blend_weights if seed % 2 == 0 else tuple(rng.uniform(0.1, 1.0, 4).tolist())
+    song_texts = None if seed % 3 == 0 else torch.nn.functional.normalize(
+        torch.from_numpy(rng.normal(size=(n_songs, vectors.shape[1]))).float(), dim=1)
+    units = build_song_units(row_song, vectors, n_songs, verse_song=verse_song, verse_vectors=verse_vectors,
+                             song_text_vectors=song_texts)
     verse_means = reference_verse_means(verse_song.tolist(), verse_vectors.tolist(), n_songs, vectors.shape[1])
     assert units.verse_mean_vectors.numpy() == pytest.approx(np.array(verse_means), abs=1e-5)
     hits = rank_songs_by_units("blend", query.numpy(), units, rows_of(vectors), allowed_songs=allowed,
                                threshold=0.3, top_n=top_n, shown_lines=shown, blend_weights=weights)
     expected = reference_song_level("blend", row_song.tolist(), vectors.tolist(), n_songs, query.tolist(),
                                     allowed.tolist(), threshold=0.3, top_n=top_n, shown=shown,
-                                    verse_means=verse_means, blend_weights=weights)
+                                    verse_means=verse_means,
+                                    song_texts=None if song_texts is None else song_texts.tolist(),
+                                    blend_weights=weights)
     assert_hits_match_reference(hits, expected, allowed, row_song)
 
 
@@ -377,15 +384,16 @@ def test_build_song_units_verse_means_by_hand():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_blend_without_verses_is_hybrid_with_renormalized_weights(seed):
+def test_blend_without_verses_or_song_texts_is_hybrid_with_renormalized_weights(seed):
     rng = np.random.default_rng(900 + seed)
     row_song, vectors = random_index(rng, n_songs=30, max_rows_per_song=10)
     query = vectors[int(rng.integers(len(vectors)))].numpy()
     units = build_song_units(row_song, vectors, 30)
     w = SETTINGS.hybrid_song_weight
-    # Song and window weights that renormalize to hybrid's: "blend" without verses must rank exactly like it.
+    # Song and window weights that renormalize to hybrid's: "blend" without verses and song texts must rank exactly
+    # like it.
     blend = rank_songs_by_units("blend", query, units, rows_of(vectors), allowed_songs=None, threshold=0.6,
-                                top_n=30, blend_weights=(0.6 * w, 0.7, 0.6 * (1 - w)))
+                                top_n=30, blend_weights=(0.6 * w, 0.7, 0.6 * (1 - w), 0.9))
     hybrid = rank_songs_by_units("hybrid", query, units, rows_of(vectors), allowed_songs=None, threshold=0.6,
                                  top_n=30)
     assert [hit.song_index for hit in blend] == [hit.song_index for hit in hybrid]
@@ -395,7 +403,7 @@ def test_blend_without_verses_is_hybrid_with_renormalized_weights(seed):
     verse_song, verse_vectors = random_verses(rng, row_song, 30, vectors.shape[1], none_share=0.0)
     with_verses = build_song_units(row_song, vectors, 30, verse_song=verse_song, verse_vectors=verse_vectors)
     blended = rank_songs_by_units("blend", query, with_verses, rows_of(vectors), allowed_songs=None, threshold=0.6,
-                                  top_n=30, blend_weights=(0.6 * w, 0.7, 0.6 * (1 - w)))
+                                  top_n=30, blend_weights=(0.6 * w, 0.7, 0.6 * (1 - w), 0.9))
     assert [hit.score for hit in blended] != pytest.approx([hit.score for hit in hybrid], abs=1e-6)
 
 

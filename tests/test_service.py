@@ -134,44 +134,87 @@ def test_default_and_unknown_rankings(default_recommender):
             default_recommender.search_text("rain", ranking=bad)
 
 
-def test_default_set_has_verses_and_blend_scores_use_them(default_recommender):
+def test_default_set_has_verses_and_song_texts_and_blend_scores_use_them(default_recommender):
     import numpy as np
 
-    from recommender.embeddings import verse_texts
+    from recommender.embeddings import song_texts, verse_texts
 
     catalog = default_recommender.catalog
     verses = verse_texts(catalog, lines=SETTINGS.verse_lines)
     assert default_recommender.verse_song is not None and len(default_recommender.verse_song) == len(verses)
     positions = {song_id: i for i, song_id in enumerate(catalog.songs["song_id"])}
     assert default_recommender.verse_song.tolist() == [positions[song_id] for song_id, _ in verses]
-    # Each verse vector is the model's encoding of the verse text (its lines together, as one text).
+    # Each verse vector is the model's encoding of the verse text (its lines together, as one text); each song-text
+    # vector the encoding of all of the song's distinct lines as one text.
     some = [0, len(verses) // 2, len(verses) - 1]
     encoded = default_recommender.encoder.encode([verses[i][1] for i in some])
     assert default_recommender.verse_vectors[some].numpy() == pytest.approx(encoded, abs=2e-2)
+    texts = song_texts(catalog)
+    assert len(texts) == len(catalog.songs) and default_recommender.song_text_vectors.shape[0] == len(catalog.songs)
+    some_texts = [texts[0], texts[len(texts) // 2], texts[-1]]
+    some_songs = [positions[song_id] for song_id, _ in some_texts]
+    encoded = default_recommender.encoder.encode([text for _, text in some_texts])
+    assert default_recommender.song_text_vectors[some_songs].numpy() == pytest.approx(encoded, abs=2e-2)
 
     query = "dancing in the summer rain"
     result = default_recommender.search_text(query, top_n=8, ranking="blend")
     assert result["ranking"] == "blend" and len(result["results"]) == 8
     vector = default_recommender.encoder.encode_queries([query])[0]
     units = default_recommender.song_units()
-    assert units.verse_mean_vectors is not None
-    w_song, w_verses, w_window = SETTINGS.blend_weights
+    assert units.verse_mean_vectors is not None and units.song_text_vectors is not None
+    w_song, w_verses, w_window, w_text = SETTINGS.blend_weights
     for song in result["results"]:
-        texts = set(catalog.song_lines(song["song_id"]))
-        assert song["lines"] and all(line["text"] in texts for line in song["lines"])  # the song's own lines
+        lines = set(catalog.song_lines(song["song_id"]))
+        assert song["lines"] and all(line["text"] in lines for line in song["lines"])  # the song's own lines
         position = positions[song["song_id"]]
         verse_mean = default_recommender.verse_vectors[default_recommender.verse_song == position].numpy().mean(0)
         best_window = max(float(units.window_vectors[i] @ torch_tensor(vector))
                           for i in np.flatnonzero(units.window_song == position))
         expected = (w_song * float(units.song_vectors[position] @ torch_tensor(vector))
-                    + w_verses * float(verse_mean @ vector / np.linalg.norm(verse_mean)) + w_window * best_window)
-        assert song["score"] == pytest.approx(expected, abs=1e-4)
+                    + w_verses * float(verse_mean @ vector / np.linalg.norm(verse_mean)) + w_window * best_window
+                    + w_text * float(default_recommender.song_text_vectors[position] @ torch_tensor(vector)))
+        assert song["score"] == pytest.approx(expected / (w_song + w_verses + w_window + w_text), abs=1e-4)
 
 
 def torch_tensor(vector):
     import torch
 
     return torch.from_numpy(vector)
+
+
+def test_set_without_song_texts_blends_the_other_terms_and_our_cache_is_rebuilt(tmp_path, small_catalog,
+                                                                                  packaged_encoder, caplog):
+    import numpy as np
+
+    from recommender.embeddings import build_embeddings, read_manifest, write_manifest
+    from recommender.service import model_slug
+
+    small_catalog.save(tmp_path / "cat")
+    cached = tmp_path / "cat" / "embeddings" / model_slug("baseline")
+    build_embeddings(small_catalog, packaged_encoder, cached, show_progress_bar=False)
+    manifest = read_manifest(cached)
+    del manifest["verses"]["song_texts"]  # a set built before song texts
+    write_manifest(cached, manifest)
+    explicit = Recommender.open(catalog_dir=tmp_path / "cat", embeddings_dir=cached, model="baseline")
+    assert explicit.song_text_vectors is None and explicit.verse_song is not None
+    query = "headlights on the highway"
+    result = explicit.search_text(query, top_n=3, ranking="blend")
+    vector = torch_tensor(explicit.encoder.encode_queries([query])[0])
+    units = explicit.song_units()
+    w_song, w_verses, w_window, _ = SETTINGS.blend_weights
+    positions = {song_id: i for i, song_id in enumerate(explicit.catalog.songs["song_id"])}
+    for song in result["results"]:  # the weighted mean of the three terms the set has
+        position = positions[song["song_id"]]
+        windows = np.flatnonzero(units.window_song == position)
+        best_window = max(float(units.window_vectors[i] @ vector) for i in windows)
+        expected = (w_song * float(units.song_vectors[position] @ vector)
+                    + w_verses * float(units.verse_mean_vectors[position] @ vector) + w_window * best_window)
+        assert song["score"] == pytest.approx(expected / (w_song + w_verses + w_window), abs=1e-5)
+
+    with caplog.at_level("WARNING", logger="recommender.service"):
+        rebuilt = Recommender.open(catalog_dir=tmp_path / "cat", model="baseline")
+    assert "have no song-text vectors; rebuilding" in caplog.text
+    assert read_manifest(cached)["verses"]["song_texts"] is True and rebuilt.song_text_vectors.shape[0] == 3
 
 
 def test_cached_set_without_verses_is_rebuilt_but_explicit_one_is_served(tmp_path, small_catalog, packaged_encoder,
