@@ -274,12 +274,13 @@ def rank_songs_by_units(ranking: str, query_vector: np.ndarray, units: SongUnits
             song_scores = (SETTINGS.hybrid_song_weight * song_scores
                            + (1.0 - SETTINGS.hybrid_song_weight) * best_window)
         elif ranking == "blend":
-            terms = [song_scores, units.verse_mean_vectors, best_window, units.song_text_vectors]
-            present = [(float(weight), term if isinstance(term, np.ndarray)
-                        else (term @ query).numpy().astype(np.float64))
-                       for weight, term in zip(blend_weights, terms, strict=True) if term is not None]
-            total = sum(weight for weight, _ in present)  # terms a set lacks drop out of the weighted mean
-            song_scores = sum(weight / total * term for weight, term in present)
+            song_weight, verse_weight, window_weight, text_weight = (float(weight) for weight in blend_weights)
+            terms = [(song_weight, song_scores), (window_weight, best_window)]
+            for weight, vectors in ((verse_weight, units.verse_mean_vectors), (text_weight, units.song_text_vectors)):
+                if vectors is not None:  # a term the set lacks drops out of the weighted mean
+                    terms.append((weight, (vectors @ query).numpy().astype(np.float64)))
+            total = sum(weight for weight, _ in terms)
+            song_scores = sum(weight / total * term for weight, term in terms)
         elif ranking != "song-mean":
             raise QueryError(f"unknown ranking {ranking!r}: choose one of {', '.join(RANKING_NAMES)}")
         song_scores[~(allowed & has_rows)] = -np.inf

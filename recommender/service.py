@@ -108,35 +108,45 @@ def missing_verses_reason(embeddings: EmbeddingSet, encoder: TextEncoder) -> str
     return None
 
 
+def _verse_file_vectors(catalog: Catalog, embeddings: EmbeddingSet,
+                        units: list[tuple[str, str]]) -> tuple[np.ndarray, torch.Tensor]:
+    """Song position and vector (from the set's verses file) of each ``(song_id, text)`` unit; load_embeddings
+    checked every one has a vector."""
+    song_position = {song_id: position for position, song_id in enumerate(catalog.songs["song_id"].tolist())}
+    text_position = {text: position for position, text in enumerate(embeddings.verse_texts)}
+    songs = np.fromiter((song_position[song_id] for song_id, _ in units), dtype=np.int64, count=len(units))
+    rows = np.fromiter((text_position[text] for _, text in units), dtype=np.int64, count=len(units))
+    vectors = torch.from_numpy(np.ascontiguousarray(embeddings.verse_vectors, dtype=np.float32))[torch.from_numpy(rows)]
+    return songs, vectors
+
+
+def _verses_info(embeddings: EmbeddingSet) -> dict | None:
+    """The manifest's verses entry when the set's verses are usable (verses enabled, file loaded), else None."""
+    info = embeddings.manifest.get("verses")
+    if SETTINGS.verse_lines <= 0 or not info or embeddings.verse_texts is None or embeddings.verse_vectors is None:
+        return None
+    return info
+
+
 def song_verses(catalog: Catalog, embeddings: EmbeddingSet) -> tuple[np.ndarray | None, torch.Tensor | None]:
     """Song position and vector of every verse of ``catalog`` (by the set's verse length), or (None, None) when the
     set has no verses or ``SETTINGS.verse_lines`` is 0 (verses disabled)."""
-    info = embeddings.manifest.get("verses")
-    if SETTINGS.verse_lines <= 0 or not info or embeddings.verse_texts is None or embeddings.verse_vectors is None:
+    info = _verses_info(embeddings)
+    if info is None:
         return None, None
-    song_position = {song_id: position for position, song_id in enumerate(catalog.songs["song_id"].tolist())}
-    text_position = {text: position for position, text in enumerate(embeddings.verse_texts)}
-    verses = verse_texts(catalog, lines=int(info["lines"]))  # load_embeddings checked every one has a vector
-    songs = np.fromiter((song_position[song_id] for song_id, _ in verses), dtype=np.int64, count=len(verses))
-    rows = np.fromiter((text_position[text] for _, text in verses), dtype=np.int64, count=len(verses))
-    vectors = torch.from_numpy(np.ascontiguousarray(embeddings.verse_vectors, dtype=np.float32))[torch.from_numpy(rows)]
-    return songs, vectors
+    return _verse_file_vectors(catalog, embeddings, verse_texts(catalog, lines=int(info["lines"])))
 
 
 def song_text_vectors(catalog: Catalog, embeddings: EmbeddingSet) -> torch.Tensor | None:
     """(songs, d) vector of each song's text (``recommender.embeddings.song_texts``; zero for a song without lines),
     or None when the set holds no song texts or verses are disabled."""
-    info = embeddings.manifest.get("verses")
-    if (SETTINGS.verse_lines <= 0 or not info or not info.get("song_texts") or embeddings.verse_texts is None
-            or embeddings.verse_vectors is None):
+    info = _verses_info(embeddings)
+    if info is None or not info.get("song_texts"):
         return None
-    text_position = {text: position for position, text in enumerate(embeddings.verse_texts)}
-    song_position = {song_id: position for position, song_id in enumerate(catalog.songs["song_id"].tolist())}
-    vectors = torch.zeros(len(song_position), embeddings.verse_vectors.shape[1])
-    for song_id, text in song_texts(catalog):  # load_embeddings checked every one has a vector
-        vectors[song_position[song_id]] = torch.from_numpy(
-            np.ascontiguousarray(embeddings.verse_vectors[text_position[text]], dtype=np.float32))
-    return vectors
+    songs, vectors = _verse_file_vectors(catalog, embeddings, song_texts(catalog))
+    by_song = torch.zeros(len(catalog.songs), vectors.shape[1])
+    by_song[torch.from_numpy(songs)] = vectors
+    return by_song
 
 
 @dataclass
