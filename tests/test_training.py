@@ -269,9 +269,11 @@ def test_publish_embeddings_rebuilds_the_catalog_with_the_pushed_model(tmp_path,
     assert len(embeddings.texts) > 1000
 
 
-def test_mined_negatives_are_the_closest_other_lines_never_a_positive(packaged_encoder):
-    """With one candidate allowed, the mined negative is exactly the corpus line the model ranks first among those
-    that are not a positive of the anchor (brute-force reference); every pair keeps its same-song negative."""
+@pytest.mark.parametrize("per_pair", [1, 2])
+def test_mined_negatives_are_the_closest_other_lines_never_a_positive(packaged_encoder, per_pair):
+    """With as many candidates allowed as negatives asked for, the mined negatives are exactly the corpus lines the
+    model ranks first among those that are not a positive of the anchor (brute-force reference); every pair keeps
+    its same-song negative."""
     from training.finetune import add_mined_negatives
 
     frame = pd.DataFrame({
@@ -283,7 +285,7 @@ def test_mined_negatives_are_the_closest_other_lines_never_a_positive(packaged_e
     corpus = ["harbour lights and fishing boats", "salt wind on the quay", "one more round then the wheel",
               "sailing ships at the old port", "whiskey bottles on the dashboard", "a garden full of roses",
               "the train leaves at noon"]
-    mined = add_mined_negatives(frame, packaged_encoder.model, corpus, seed=1, range_max=1)
+    mined = add_mined_negatives(frame, packaged_encoder.model, corpus, seed=1, per_pair=per_pair, range_max=per_pair)
     assert len(mined) == len(frame)
     columns = ["anchor", "positive", "negative"]
     assert set(mined[columns].itertuples(index=False)) == set(frame[columns].itertuples(index=False))
@@ -291,8 +293,9 @@ def test_mined_negatives_are_the_closest_other_lines_never_a_positive(packaged_e
     for anchor, group in frame.groupby("anchor"):
         query = packaged_encoder.model.encode([anchor], normalize_embeddings=True)[0]
         ranked = [corpus[i] for i in np.argsort(-(vectors @ query))]
-        expected = next(text for text in ranked if text not in set(group["positive"]))
-        assert set(mined.loc[mined["anchor"] == anchor, "mined_negative"]) == {expected}
+        expected = [text for text in ranked if text not in set(group["positive"])][:per_pair]
+        for _, row in mined[mined["anchor"] == anchor].iterrows():
+            assert sorted(row[f"mined_negative_{i}"] for i in range(1, per_pair + 1)) == sorted(expected)
 
 
 def test_average_weights_is_the_elementwise_mean_of_the_experts(tiny_model_dir):
@@ -362,3 +365,16 @@ def test_annotation_expert_soup_saves_the_mean_of_both_members(tmp_path, tiny_mo
     assert "Resuming training" not in caplog.text
     (resumed,) = SentenceTransformer(str(out / "model"), device="cpu").parameters()
     assert torch.allclose(resumed, merged)
+
+
+@pytest.mark.parametrize(("per_pair", "expected"), [(1, "and a line of another training song mined"),
+                                                    (4, "and 4 lines of other training songs mined")])
+def test_model_card_says_how_many_mined_negatives_each_pair_had(per_pair, expected):
+    from training.report import model_card_section
+
+    summary = {"base": "baseline", "base_model_id": "sentence-transformers/all-MiniLM-L6-v2", "pair_filter": "kept 10",
+               "split_pairs": {"train": 8}, "split_songs": {"train": 3}, "train_rows": {"pairs": 8},
+               "args": {"mined_negatives": True, "mined_negatives_per_pair": per_pair}}
+    card = model_card_section(summary, None)
+    assert expected in card
+    assert "mined" not in model_card_section({**summary, "args": {"mined_negatives": False}}, None)

@@ -152,9 +152,9 @@ def build_training_frame(train: pd.DataFrame, catalog: Catalog, *, hard_negative
     return result.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
-def add_mined_negatives(frame: pd.DataFrame, model, corpus: list[str], *, seed: int,
+def add_mined_negatives(frame: pd.DataFrame, model, corpus: list[str], *, seed: int, per_pair: int = 1,
                         range_max: int = 30) -> pd.DataFrame:
-    """Add a ``mined_negative`` column: a line of another training song that the model ranks close to the anchor.
+    """Add ``per_pair`` ``mined_negative_<i>`` columns: training lines the model ranks close to the anchor.
 
     Most wrong answers on held-out annotations are lines of *other* songs (the right song's other lines are a small
     share), so the negatives that teach most are those lines. No score margin: the base model often ranks the right
@@ -166,9 +166,10 @@ def add_mined_negatives(frame: pd.DataFrame, model, corpus: list[str], *, seed: 
 
     pairs = frame[["anchor", "positive"]].drop_duplicates()
     mined = mine_hard_negatives(Dataset.from_pandas(pairs, preserve_index=False), model, corpus=corpus,
-                                range_max=range_max, num_negatives=1,
-                                sampling_strategy="random", output_format="triplet", batch_size=64, verbose=False)
-    negatives = mined.to_pandas().rename(columns={"negative": "mined_negative"}).drop_duplicates(["anchor", "positive"])
+                                range_max=max(range_max, per_pair), num_negatives=per_pair,
+                                sampling_strategy="random", output_format="n-tuple", batch_size=64, verbose=False)
+    negatives = mined.to_pandas().drop_duplicates(["anchor", "positive"])
+    negatives = negatives.rename(columns={f"negative_{i}": f"mined_negative_{i}" for i in range(1, per_pair + 1)})
     logger.info("mined a negative for %d of %d (annotation, line) pairs", len(negatives), len(pairs))
     merged = frame.merge(negatives, on=["anchor", "positive"], how="inner")
     return merged.sample(frac=1.0, random_state=seed).reset_index(drop=True)
@@ -338,7 +339,7 @@ def train(args: argparse.Namespace) -> Path:
         train_songs = set(splits["train"]["song_id"])
         corpus = [text for text in dict.fromkeys(catalog.lines.loc[catalog.lines["song_id"].isin(train_songs), "text"])
                   if text.strip()]
-        frame = add_mined_negatives(frame, model, corpus, seed=args.seed)
+        frame = add_mined_negatives(frame, model, corpus, seed=args.seed, per_pair=args.mined_negatives_per_pair)
     # Each dataset gets its own batches (no mixing of columns) and its own loss.
     datasets = {"pairs": Dataset.from_pandas(frame, preserve_index=False)}
     visitor_report = None
@@ -496,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train on annotations only")
     parser.add_argument("--mined-negatives", action=argparse.BooleanOptionalAction, default=True,
                         help="also give each annotation pair a line of another training song mined with the base model")
+    parser.add_argument("--mined-negatives-per-pair", type=int, default=1, metavar="N",
+                        help="how many mined lines each annotation pair gets as negatives")
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
                         help="train on (annotation, line) pairs only, without same-song negatives")
     parser.add_argument("--annotation-expert", action=argparse.BooleanOptionalAction, default=False,

@@ -60,8 +60,11 @@ def push_decision(result: dict, *, candidate: str, incumbent: str) -> tuple[bool
 
 def model_card_section(summary: dict, result: dict | None) -> str:
     """Markdown: base model, data, split sizes, metrics vs base with CIs, intended use, limitations."""
-    mined = (" and a line of another training song mined with the base model"
-             if summary.get("args", {}).get("mined_negatives") else "")
+    args = summary.get("args", {})
+    per_pair = args.get("mined_negatives_per_pair", 1)
+    mined = ((" and a line of another training song mined with the base model" if per_pair == 1 else
+              f" and {per_pair} lines of other training songs mined with the base model")
+             if args.get("mined_negatives") else "")
     lines = [
         "## Lyrics meaning search: fine-tuning and evaluation",
         "",
