@@ -18,8 +18,8 @@ if str(REPO_ROOT) not in sys.path:
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 RESULTS_HEADER = (
     "# Benchmark results\n\n"
-    "Written by `benchmarks/search.py`, `benchmarks/build.py` and `benchmarks/query.py`; each script rewrites its own "
-    "section. Re-run them to refresh the numbers on your machine.\n"
+    "Written by `benchmarks/search.py`, `benchmarks/build.py`, `benchmarks/query.py` and `benchmarks/train_step.py`; "
+    "each script rewrites its own section. Re-run them to refresh the numbers on your machine.\n"
 )
 
 

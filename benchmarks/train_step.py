@@ -1,0 +1,137 @@
+"""Training-step speed on CPU: the memory allocator and the loss variant, side by side in one run.
+
+    python benchmarks/train_step.py                 # 8 timed steps per variant, writes its RESULTS.md section
+    python benchmarks/train_step.py --steps 4 --negatives 1
+
+An annotation batch of the CPU recipe is 64 anchors padded to 128 tokens plus 64 × (1 + negatives) short lines.
+Several of its activations (attention scores 64×12×128×128 floats, the feed-forward's 64×128×1536) are over
+glibc's 32 MB mmap ceiling, so glibc maps and zero-fills them afresh on every step and unmaps them on free; on a
+virtual machine those page faults can be costly. Each variant runs in a fresh process:
+
+* MultipleNegativesRankingLoss over the whole batch, glibc malloc (what ``training.finetune`` does by default);
+* CachedMultipleNegativesRankingLoss with mini-batches of 32 (each activation under the ceiling, one extra forward);
+* both again with jemalloc preloaded (``LD_PRELOAD``), when the library is installed (Debian: libjemalloc2).
+
+Prints seconds per step (median), minor page faults per step and the ratio to the first variant. Measured on the
+2-core machine (benchmarks/RESULTS.md): the default — plain MNRL, glibc — was the fastest; jemalloc with its default
+decay faulted more, and the cached loss's extra forward cost more than its smaller activations saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import machine_note, markdown_table, set_threads, write_section
+
+JEMALLOC_CANDIDATES = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+                       "/usr/lib64/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2")
+LOSSES = ("mnrl", "cached-mnrl")
+
+
+def jemalloc_path() -> str | None:
+    return next((path for path in JEMALLOC_CANDIDATES if Path(path).is_file()), None)
+
+
+def run_steps(loss_name: str, *, steps: int, batch_size: int, negatives: int, anchor_tokens: int) -> dict:
+    """Time ``steps`` optimiser steps of the packaged MiniLM on a synthetic annotation batch (after one warm-up)."""
+    import torch
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
+
+    from recommender.encoders import load_encoder
+
+    torch.manual_seed(0)
+    model = load_encoder("baseline").model
+    model.max_seq_length = anchor_tokens
+    model.train()
+    loss = (MultipleNegativesRankingLoss(model) if loss_name == "mnrl"
+            else CachedMultipleNegativesRankingLoss(model, mini_batch_size=32))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    words = ["the", "river", "keeps", "the", "secrets", "of", "the", "town", "where", "my", "father", "worked",
+             "the", "night", "shift"]
+
+    def texts(count: int, length: int, offset: int) -> list[str]:
+        return [" ".join(words[(i + j + offset) % len(words)] for j in range(length)) + f" {i}" for i in range(count)]
+
+    columns = [texts(batch_size, anchor_tokens, 0)] + [texts(batch_size, 10, 1 + n) for n in range(1 + negatives)]
+    features = [model.tokenize(column) for column in columns]
+    timings, faults = [], []
+    for step in range(steps + 1):
+        before_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        value = loss([dict(feature) for feature in features], None)
+        value.backward()
+        optimizer.step()
+        if step:  # the first step allocates the optimizer state: a warm-up, not counted
+            timings.append(time.perf_counter() - start)
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before_faults)
+    timings.sort()
+    return {"seconds_per_step": timings[len(timings) // 2], "minor_faults_per_step": sum(faults) / len(faults),
+            "anchor_tokens": int(features[0]["input_ids"].shape[1])}
+
+
+def child_command(loss_name: str, args: argparse.Namespace) -> list[str]:
+    return [sys.executable, __file__, "--child", loss_name, "--steps", str(args.steps), "--batch-size",
+            str(args.batch_size), "--negatives", str(args.negatives), "--threads", str(args.threads)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--negatives", type=int, default=2, help="negatives per anchor (the recipe: 2)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--child", choices=LOSSES, help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
+    args = parser.parse_args(argv)
+    threads = set_threads(args.threads)
+    args.threads = threads
+    if args.child:
+        print(json.dumps(run_steps(args.child, steps=args.steps, batch_size=args.batch_size,
+                                   negatives=args.negatives, anchor_tokens=128)))
+        return 0
+
+    note = machine_note(threads)
+    started = time.perf_counter()
+    allocators = [("glibc", None)] + ([("jemalloc", jemalloc_path())] if jemalloc_path() else [])
+    rows, reference = [], None
+    for allocator, library in allocators:
+        for loss_name in LOSSES:
+            env = dict(os.environ, HF_HUB_OFFLINE="1", **({"LD_PRELOAD": library} if library else {}))
+            result = subprocess.run(child_command(loss_name, args), env=env, capture_output=True, text=True,
+                                    check=True)
+            measured = json.loads(result.stdout.strip().splitlines()[-1])
+            reference = reference or measured["seconds_per_step"]
+            rows.append([loss_name, allocator, f"{measured['seconds_per_step']:.2f}",
+                         f"{measured['minor_faults_per_step']:,.0f}",
+                         f"{reference / measured['seconds_per_step']:.2f}×"])
+            print(" | ".join(rows[-1]), flush=True)
+    if not jemalloc_path():
+        print("jemalloc not found (Debian: apt-get install libjemalloc2): only glibc measured")
+    table = markdown_table(["loss", "allocator", "s / step (median)", "minor page faults / step",
+                            "speed vs first row"], rows)
+    body = (f"## Training step (`benchmarks/train_step.py`)\n\n{note} · whole run "
+            f"{time.perf_counter() - started:.0f} s.\n\nOne optimiser step of the packaged MiniLM on a batch shaped "
+            f"like the recipe's annotation batches: {args.batch_size} anchors of 128 tokens + {args.batch_size} × "
+            f"(1 + {args.negatives}) lines of ~12 tokens; median of {args.steps} steps after a warm-up, each variant "
+            f"in a fresh process.\n\n{table}\n")
+    print(body)
+    if not args.no_write:
+        write_section("train-step", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
