@@ -378,3 +378,12 @@ def test_model_card_says_how_many_mined_negatives_each_pair_had(per_pair, expect
     card = model_card_section(summary, None)
     assert expected in card
     assert "mined" not in model_card_section({**summary, "args": {"mined_negatives": False}}, None)
+
+
+@pytest.mark.parametrize("count", ["0", "-2"])
+def test_mined_negatives_per_pair_below_one_is_refused_with_a_message(count, capsys):
+    from training.finetune import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--catalog", "c", "--out", "o", "--mined-negatives-per-pair", count])
+    assert "must be at least 1" in capsys.readouterr().err

@@ -170,7 +170,7 @@ def add_mined_negatives(frame: pd.DataFrame, model, corpus: list[str], *, seed: 
                                 sampling_strategy="random", output_format="n-tuple", batch_size=64, verbose=False)
     negatives = mined.to_pandas().drop_duplicates(["anchor", "positive"])
     negatives = negatives.rename(columns={f"negative_{i}": f"mined_negative_{i}" for i in range(1, per_pair + 1)})
-    logger.info("mined a negative for %d of %d (annotation, line) pairs", len(negatives), len(pairs))
+    logger.info("mined %d negative(s) for %d of %d (annotation, line) pairs", per_pair, len(negatives), len(pairs))
     merged = frame.merge(negatives, on=["anchor", "positive"], how="inner")
     return merged.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
@@ -466,6 +466,14 @@ def publish_embeddings(model_dir: Path, args: argparse.Namespace, *, api: object
     return publish(args.catalog, sets, repo=args.dataset_repo, api=api)
 
 
+def at_least_one(value: str) -> int:
+    """argparse type: an integer ≥ 1 (mining zero negatives would give MNRL a column-less frame)."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.finetune", description=__doc__.split("\n")[0])
     parser.add_argument("--catalog", required=True, help="ingested catalog directory (with pairs)")
@@ -497,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train on annotations only")
     parser.add_argument("--mined-negatives", action=argparse.BooleanOptionalAction, default=True,
                         help="also give each annotation pair a line of another training song mined with the base model")
-    parser.add_argument("--mined-negatives-per-pair", type=int, default=1, metavar="N",
+    parser.add_argument("--mined-negatives-per-pair", type=at_least_one, default=1, metavar="N",
                         help="how many mined lines each annotation pair gets as negatives")
     parser.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
                         help="train on (annotation, line) pairs only, without same-song negatives")
