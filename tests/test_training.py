@@ -387,3 +387,21 @@ def test_mined_negatives_per_pair_below_one_is_refused_with_a_message(count, cap
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--catalog", "c", "--out", "o", "--mined-negatives-per-pair", count])
     assert "must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "cached"), [([], False), (["--batch-size", "128"], True),
+                                               (["--batch-size", "128", "--no-cached-loss"], False),
+                                               (["--cached-loss"], True)])
+def test_cached_loss_is_automatic_from_batch_128_and_can_be_chosen(flags, cached, packaged_encoder):
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
+
+    from training.finetune import build_parser, losses_for
+
+    args = build_parser().parse_args(["--catalog", "c", "--out", "o", *flags])
+    loss = losses_for(packaged_encoder.model, ["pairs", "visitors"], args)
+    expected = CachedMultipleNegativesRankingLoss if cached else MultipleNegativesRankingLoss
+    assert type(loss["pairs"]) is expected
+    assert type(loss["visitors"]) is MultipleNegativesRankingLoss

@@ -219,13 +219,20 @@ def losses_for(model, names: list[str], args: argparse.Namespace) -> dict:
     for name in names:
         if name == "pairs" and args.loss == "symmetric":
             losses[name] = MultipleNegativesSymmetricRankingLoss(model)
-        elif name == "pairs" and args.batch_size >= CACHED_LOSS_FROM_BATCH:
+        elif name == "pairs" and uses_cached_loss(args):
             losses[name] = CachedMultipleNegativesRankingLoss(model, mini_batch_size=32)
         elif name == "distill":
             losses[name] = EmbedDistillLoss(model, distance_metric="cosine")
         else:
             losses[name] = MultipleNegativesRankingLoss(model)
     return losses
+
+
+def uses_cached_loss(args: argparse.Namespace) -> bool:
+    """Cached MNRL (GradCache) only saves memory: it costs ~1.5x per sample (benchmarks/train_step.py), so
+    ``auto`` uses it from batch 128 (GPU memory) and ``--no-cached-loss`` keeps big batches plain on a roomy CPU."""
+    choice = getattr(args, "cached_loss", None)
+    return args.batch_size >= CACHED_LOSS_FROM_BATCH if choice is None else choice
 
 
 def fit(model, datasets: dict, evaluator, best_metric: str, args: argparse.Namespace, checkpoints: Path) -> list:
@@ -484,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--loss", choices=("mnrl", "symmetric"), default="mnrl",
                         help="MultipleNegativesRankingLoss, or its symmetric variant (also line → annotation)")
+    parser.add_argument("--cached-loss", action=argparse.BooleanOptionalAction, default=None,
+                        help="CachedMNRL for the annotation pairs (default: from batch 128; it only saves memory)")
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--short-views", action=argparse.BooleanOptionalAction, default=False,
                         help="also train on each annotation's first sentence (visitor-length anchors)")
