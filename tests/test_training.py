@@ -393,12 +393,10 @@ def test_mined_negatives_per_pair_below_one_is_refused_with_a_message(count, cap
                                                (["--batch-size", "128", "--no-cached-loss"], False),
                                                (["--cached-loss"], True)])
 def test_cached_loss_is_automatic_from_batch_128_and_can_be_chosen(flags, cached, packaged_encoder):
-    from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss,
-        MultipleNegativesRankingLoss,
-    )
+    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
     from training.finetune import build_parser, losses_for
+    from training.losses import LengthSortedMultipleNegativesRankingLoss as MultipleNegativesRankingLoss
 
     args = build_parser().parse_args(["--catalog", "c", "--out", "o", *flags])
     loss = losses_for(packaged_encoder.model, ["pairs", "visitors"], args)

@@ -211,9 +211,10 @@ def losses_for(model, names: list[str], args: argparse.Namespace) -> dict:
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         EmbedDistillLoss,
-        MultipleNegativesRankingLoss,
         MultipleNegativesSymmetricRankingLoss,
     )
+
+    from training.losses import LengthSortedMultipleNegativesRankingLoss
 
     losses = {}
     for name in names:
@@ -223,8 +224,8 @@ def losses_for(model, names: list[str], args: argparse.Namespace) -> dict:
             losses[name] = CachedMultipleNegativesRankingLoss(model, mini_batch_size=32)
         elif name == "distill":
             losses[name] = EmbedDistillLoss(model, distance_metric="cosine")
-        else:
-            losses[name] = MultipleNegativesRankingLoss(model)
+        else:  # MNRL, embedded in length-sorted chunks: same loss, a fraction of the padding
+            losses[name] = LengthSortedMultipleNegativesRankingLoss(model)
     return losses
 
 
