@@ -5,8 +5,9 @@
 
 The defaults are the CPU recipe (packaged MiniLM, one epoch, same-song and mined hard negatives, visitor-style
 queries beside the annotations); the GPU recipe for all-distilroberta-v1 is documented in the README. Training uses
-SentenceTransformerTrainer with MultipleNegativesRankingLoss (the cached variant for large batches) and the
-NO_DUPLICATES batch sampler, keeps the best checkpoint by dev annotation + dev visitor-query retrieval, and can resume.
+SentenceTransformerTrainer with MultipleNegativesRankingLoss (embedded in length-sorted chunks, training/losses.py;
+the cached variant for large batches) and the NO_DUPLICATES batch sampler, keeps the best checkpoint by dev
+annotation + dev visitor-query retrieval, and can resume.
 """
 
 from __future__ import annotations
@@ -230,8 +231,9 @@ def losses_for(model, names: list[str], args: argparse.Namespace) -> dict:
 
 
 def uses_cached_loss(args: argparse.Namespace) -> bool:
-    """Cached MNRL (GradCache) only saves memory: it costs ~1.5x per sample (benchmarks/train_step.py), so
-    ``auto`` uses it from batch 128 (GPU memory) and ``--no-cached-loss`` keeps big batches plain on a roomy CPU."""
+    """Cached MNRL (GradCache) bounds memory by its mini-batch but embeds everything twice and is no faster than the
+    length-sorted loss on CPU (benchmarks/train_step.py), so ``auto`` uses it from batch 128 (GPU memory) and
+    ``--no-cached-loss`` keeps big batches plain where there is room."""
     choice = getattr(args, "cached_loss", None)
     return args.batch_size >= CACHED_LOSS_FROM_BATCH if choice is None else choice
 
