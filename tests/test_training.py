@@ -396,10 +396,10 @@ def test_cached_loss_is_automatic_from_batch_128_and_can_be_chosen(flags, cached
     from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
     from training.finetune import build_parser, losses_for
-    from training.losses import LengthSortedMultipleNegativesRankingLoss as MultipleNegativesRankingLoss
+    from training.losses import LengthSortedMultipleNegativesRankingLoss
 
     args = build_parser().parse_args(["--catalog", "c", "--out", "o", *flags])
     loss = losses_for(packaged_encoder.model, ["pairs", "visitors"], args)
-    expected = CachedMultipleNegativesRankingLoss if cached else MultipleNegativesRankingLoss
+    expected = CachedMultipleNegativesRankingLoss if cached else LengthSortedMultipleNegativesRankingLoss
     assert type(loss["pairs"]) is expected
-    assert type(loss["visitors"]) is MultipleNegativesRankingLoss
+    assert type(loss["visitors"]) is LengthSortedMultipleNegativesRankingLoss

@@ -234,8 +234,7 @@ def uses_cached_loss(args: argparse.Namespace) -> bool:
     """Cached MNRL (GradCache) bounds memory by its mini-batch but embeds everything twice and is no faster than the
     length-sorted loss on CPU (benchmarks/train_step.py), so ``auto`` uses it from batch 128 (GPU memory) and
     ``--no-cached-loss`` keeps big batches plain where there is room."""
-    choice = getattr(args, "cached_loss", None)
-    return args.batch_size >= CACHED_LOSS_FROM_BATCH if choice is None else choice
+    return args.batch_size >= CACHED_LOSS_FROM_BATCH if args.cached_loss is None else args.cached_loss
 
 
 def fit(model, datasets: dict, evaluator, best_metric: str, args: argparse.Namespace, checkpoints: Path) -> list:
